@@ -1,0 +1,158 @@
+package testbed
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/containerflow/containerflow/internal/nsrun"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// ContainerNet is a container's network namespace on a host: one macvlan
+// interface (eth0) on the host's uplink with a fixed IP and MAC.
+type ContainerNet struct {
+	Host  string           `json:"host"`
+	Name  string           `json:"name"`
+	Netns string           `json:"netns"`
+	IP    netip.Addr       `json:"ip"`
+	MAC   net.HardwareAddr `json:"mac"`
+}
+
+// NetnsPath is the bind-mount path runc and CRIU take for the namespace.
+func (c ContainerNet) NetnsPath() string { return nsrun.Path(c.Netns) }
+
+func (tb *Testbed) containerNetns(host, name string) string {
+	return tb.Prefix + "-" + host + "-" + name
+}
+
+// AddContainerNet creates the network namespace of container name on host,
+// with address ip and MAC mac (nil: derived from ip). It does not steer any
+// traffic to it: a migration pre-stages the destination's namespace while
+// the switch still points at the source, then calls Steer.
+func (tb *Testbed) AddContainerNet(host, name string, ip netip.Addr, mac net.HardwareAddr) (_ *ContainerNet, err error) {
+	if !IsHost(host) {
+		return nil, fmt.Errorf("%w: %q is not a host (hosts: hostA, hostB)", ErrUnknownNode, host)
+	}
+	if err := ValidateContainerName(name); err != nil {
+		return nil, err
+	}
+	if err := ValidateContainerIP(ip); err != nil {
+		return nil, err
+	}
+	if mac == nil {
+		mac = ContainerMAC(ip)
+	}
+	if len(mac) != 6 || mac[0]&1 == 1 {
+		return nil, fmt.Errorf("%w: MAC %s must be a 6-byte unicast address", ErrBadAddress, mac)
+	}
+	c := &ContainerNet{Host: host, Name: name, Netns: tb.containerNetns(host, name), IP: ip, MAC: mac}
+	if err := nsrun.Create(c.Netns); err != nil {
+		if errors.Is(err, nsrun.ErrExists) {
+			return nil, fmt.Errorf("container %s on %s: %w", name, host, ErrExists)
+		}
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = nsrun.Delete(c.Netns)
+		}
+	}()
+	if err := quietNetns(c.Netns); err != nil {
+		return nil, err
+	}
+	hh, hdone, err := tb.handle(host)
+	if err != nil {
+		return nil, err
+	}
+	defer hdone()
+	uplink, err := hh.LinkByName(UplinkIf)
+	if err != nil {
+		return nil, fmt.Errorf("find uplink of %s: %w", host, err)
+	}
+	cns, err := netns.GetFromPath(c.NetnsPath())
+	if err != nil {
+		return nil, err
+	}
+	defer cns.Close()
+	// Created directly inside the container namespace, so its name never
+	// clashes with anything on the host.
+	mv := &netlink.Macvlan{
+		LinkAttrs: netlink.LinkAttrs{
+			Name:         ContainerIf,
+			ParentIndex:  uplink.Attrs().Index,
+			HardwareAddr: mac,
+			Namespace:    netlink.NsFd(cns),
+		},
+		Mode: netlink.MACVLAN_MODE_BRIDGE,
+	}
+	if err := hh.LinkAdd(mv); err != nil {
+		return nil, fmt.Errorf("add macvlan for %s on %s: %w", name, host, err)
+	}
+	ch, err := netlink.NewHandleAt(cns)
+	if err != nil {
+		return nil, err
+	}
+	defer ch.Close()
+	link, err := ch.LinkByName(ContainerIf)
+	if err != nil {
+		return nil, err
+	}
+	if err := addAddr(ch, link, netip.PrefixFrom(ip, DataNet.Bits())); err != nil {
+		return nil, err
+	}
+	if err := ch.LinkSetUp(link); err != nil {
+		return nil, fmt.Errorf("set %s up: %w", c.Netns, err)
+	}
+	return c, nil
+}
+
+// RemoveContainerNet kills whatever still runs in the container's namespace
+// and deletes it. Removing a namespace that does not exist is not an error.
+func (tb *Testbed) RemoveContainerNet(host, name string) error {
+	ns, err := tb.Netns(host + "/" + name)
+	if err != nil {
+		return err
+	}
+	return nsrun.Delete(ns)
+}
+
+// ContainerNets lists the container namespaces on host, sorted by name.
+func (tb *Testbed) ContainerNets(host string) ([]string, error) {
+	if !IsHost(host) {
+		return nil, fmt.Errorf("%w: %q is not a host", ErrUnknownNode, host)
+	}
+	pfx := tb.Prefix + "-" + host + "-"
+	names, err := nsrun.List(pfx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range names {
+		names[i] = strings.TrimPrefix(names[i], pfx)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Steer points the switch at host for the address ip/mac: from now on
+// frames for that MAC leave through host's port, and only that port. With
+// the bridge data plane this is one static FDB entry replaced in place.
+func (tb *Testbed) Steer(ip netip.Addr, mac net.HardwareAddr, host string) error {
+	if !IsHost(host) {
+		return fmt.Errorf("%w: %q is not a host", ErrUnknownNode, host)
+	}
+	if mac == nil {
+		mac = ContainerMAC(ip)
+	}
+	spec, _ := Spec(host)
+	sw, done, err := tb.handle(Switch)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return setFDB(sw, spec.DataPort(), mac)
+}

@@ -1,0 +1,157 @@
+package testbed
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/containerflow/containerflow/internal/nsrun"
+	"github.com/vishvananda/netlink"
+)
+
+// LinkStatus describes one interface inside a node.
+type LinkStatus struct {
+	Name   string   `json:"name"`
+	Up     bool     `json:"up"`
+	MAC    string   `json:"mac,omitempty"`
+	Addrs  []string `json:"addrs,omitempty"`
+	Master string   `json:"master,omitempty"`
+}
+
+// NodeStatus describes one namespace of the testbed.
+type NodeStatus struct {
+	Node      string       `json:"node"`
+	Netns     string       `json:"netns"`
+	Present   bool         `json:"present"`
+	Processes int          `json:"processes"`
+	Links     []LinkStatus `json:"links,omitempty"`
+}
+
+// Status is a snapshot of a testbed, read from the kernel (not from the
+// state file), so it shows what is really there.
+type Status struct {
+	Prefix     string       `json:"prefix"`
+	Nodes      []NodeStatus `json:"nodes"`
+	Containers []NodeStatus `json:"containers"`
+}
+
+// Healthy reports whether every node namespace exists and every link in
+// it is up.
+func (s Status) Healthy() bool {
+	for _, n := range s.Nodes {
+		if !n.Present {
+			return false
+		}
+		for _, l := range n.Links {
+			if !l.Up {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Status reads the testbed's namespaces, links and processes.
+func (tb *Testbed) Status() (Status, error) {
+	st := Status{Prefix: tb.Prefix}
+	nodes := []string{Switch}
+	for _, n := range Nodes {
+		nodes = append(nodes, n.Name)
+	}
+	for _, n := range nodes {
+		ns, err := tb.nodeStatus(n)
+		if err != nil {
+			return st, err
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	for _, h := range Hosts {
+		names, err := tb.ContainerNets(h)
+		if err != nil {
+			return st, err
+		}
+		for _, c := range names {
+			ns, err := tb.nodeStatus(h + "/" + c)
+			if err != nil {
+				return st, err
+			}
+			st.Containers = append(st.Containers, ns)
+		}
+	}
+	return st, nil
+}
+
+func (tb *Testbed) nodeStatus(node string) (NodeStatus, error) {
+	nsName, err := tb.Netns(node)
+	if err != nil {
+		return NodeStatus{}, err
+	}
+	ns := NodeStatus{Node: node, Netns: nsName, Present: nsrun.Exists(nsName)}
+	if !ns.Present {
+		return ns, nil
+	}
+	pids, _ := nsrun.Pids(nsName)
+	ns.Processes = len(pids)
+	h, done, err := tb.handle(node)
+	if err != nil {
+		return ns, err
+	}
+	defer done()
+	links, err := h.LinkList()
+	if err != nil {
+		return ns, fmt.Errorf("list links of %s: %w", node, err)
+	}
+	names := map[int]string{}
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Name == "lo" {
+			continue
+		}
+		ls := LinkStatus{Name: a.Name, Up: a.Flags&net.FlagUp != 0, MAC: a.HardwareAddr.String(), Master: names[a.MasterIndex]}
+		addrs, _ := h.AddrList(l, netlink.FAMILY_V4)
+		for _, ad := range addrs {
+			ls.Addrs = append(ls.Addrs, ad.IPNet.String())
+		}
+		ns.Links = append(ns.Links, ls)
+	}
+	sort.Slice(ns.Links, func(a, b int) bool { return ns.Links[a].Name < ns.Links[b].Name })
+	return ns, nil
+}
+
+// Print writes the status as a table.
+func (s Status) Print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "NODE\tNETNS\tPROCS\tLINK\tSTATE\tMAC\tADDRESSES\n")
+	rows := append(append([]NodeStatus{}, s.Nodes...), s.Containers...)
+	for _, n := range rows {
+		if !n.Present {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\tMISSING\t\t\n", n.Node, n.Netns)
+			continue
+		}
+		if len(n.Links) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t-\t\t\t\n", n.Node, n.Netns, n.Processes)
+		}
+		for i, l := range n.Links {
+			node, netns, procs := n.Node, n.Netns, fmt.Sprint(n.Processes)
+			if i > 0 {
+				node, netns, procs = "", "", ""
+			}
+			state := "down"
+			if l.Up {
+				state = "up"
+			}
+			name := l.Name
+			if l.Master != "" {
+				name += "@" + l.Master
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", node, netns, procs, name, state, l.MAC, strings.Join(l.Addrs, ","))
+		}
+	}
+	tw.Flush()
+}

@@ -1,0 +1,379 @@
+package testbed
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerflow/containerflow/internal/nsrun"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// RunDir holds one directory of state per testbed.
+const RunDir = "/run/containerflow"
+
+// DefaultPrefix is the prefix used by the CLI when none is given.
+const DefaultPrefix = "cf"
+
+// Config selects what Up builds.
+type Config struct {
+	Prefix string
+}
+
+// Testbed is a handle on a built testbed. It holds no open resources, so it
+// can be copied and a handle from Open works like the one from Up.
+type Testbed struct {
+	Prefix  string    `json:"prefix"`
+	Created time.Time `json:"created"`
+}
+
+// crashAfterStep makes Up stop after that many steps without cleaning up,
+// as if the process had been killed; tests use it to prove Down finds
+// leftovers. Negative disables it.
+var crashAfterStep = -1
+
+var errSimulatedCrash = errors.New("simulated crash")
+
+// Up builds a testbed. On failure it removes whatever it had created, so no
+// half-built testbed is left behind.
+func Up(cfg Config) (tb *Testbed, err error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if err := ValidatePrefix(cfg.Prefix); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	if left, _ := nsrun.List(cfg.Prefix + "-"); len(left) > 0 {
+		return nil, fmt.Errorf("testbed %q %w (namespaces %s); run `cflow testbed down --prefix %s` first",
+			cfg.Prefix, ErrExists, strings.Join(left, ", "), cfg.Prefix)
+	}
+	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC()}
+	if err := os.MkdirAll(tb.Dir(), 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", tb.Dir(), err)
+	}
+	defer func() {
+		if err != nil && !errors.Is(err, errSimulatedCrash) {
+			if derr := Down(cfg.Prefix); derr != nil {
+				err = errors.Join(err, fmt.Errorf("cleanup after failed up: %w", derr))
+			}
+		}
+	}()
+
+	steps := []func() error{
+		func() error { return tb.makeNode(Switch) },
+		tb.setupSwitch,
+	}
+	for _, n := range Nodes {
+		steps = append(steps, func() error { return tb.makeNode(n.Name) }, func() error { return tb.linkNode(n) })
+	}
+	steps = append(steps, tb.saveState)
+	for i, step := range steps {
+		if i == crashAfterStep {
+			return nil, errSimulatedCrash
+		}
+		if err := step(); err != nil {
+			return nil, fmt.Errorf("testbed %s up: %w", cfg.Prefix, err)
+		}
+	}
+	return tb, nil
+}
+
+// Open returns the handle of a testbed that is up.
+func Open(prefix string) (*Testbed, error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if err := ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(RunDir, prefix, "testbed.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		if left, _ := nsrun.List(prefix + "-"); len(left) > 0 {
+			return nil, fmt.Errorf("testbed %q is incomplete (namespaces %s but no state); run `cflow testbed down --prefix %s`",
+				prefix, strings.Join(left, ", "), prefix)
+		}
+		return nil, fmt.Errorf("testbed %q %w; run `cflow testbed up --prefix %s`", prefix, ErrNotFound, prefix)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read testbed state: %w", err)
+	}
+	tb := &Testbed{}
+	if err := json.Unmarshal(b, tb); err != nil {
+		return nil, fmt.Errorf("parse testbed state %s: %w", prefix, err)
+	}
+	return tb, nil
+}
+
+// Down removes every namespace (and with them every link, address and
+// nftables table) whose name starts with PREFIX-, kills the processes inside,
+// and removes the testbed's state directory. It is idempotent and works on
+// the remains of a crashed Up.
+func Down(prefix string) error {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if err := ValidatePrefix(prefix); err != nil {
+		return err
+	}
+	names, err := nsrun.List(prefix + "-")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range names {
+		if err := nsrun.Delete(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(RunDir, prefix)); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Dir is the testbed's state directory (logs, sockets, state of its agents).
+func (tb *Testbed) Dir() string { return filepath.Join(RunDir, tb.Prefix) }
+
+// Netns returns the namespace name of a node ("switch", "hostA", ...) or of
+// a container given as "HOST/NAME".
+func (tb *Testbed) Netns(node string) (string, error) {
+	if host, name, ok := strings.Cut(node, "/"); ok {
+		if !IsHost(host) {
+			return "", fmt.Errorf("%w: %q is not a host (hosts: hostA, hostB)", ErrUnknownNode, host)
+		}
+		if err := ValidateContainerName(name); err != nil {
+			return "", err
+		}
+		return tb.containerNetns(host, name), nil
+	}
+	if node != Switch {
+		if _, err := Spec(node); err != nil {
+			return "", err
+		}
+	}
+	return tb.Prefix + "-" + node, nil
+}
+
+func (tb *Testbed) mustNetns(node string) string {
+	ns, err := tb.Netns(node)
+	if err != nil {
+		panic(err)
+	}
+	return ns
+}
+
+// Do runs fn inside a node's network namespace.
+func (tb *Testbed) Do(node string, fn func() error) error {
+	ns, err := tb.Netns(node)
+	if err != nil {
+		return err
+	}
+	return nsrun.Do(ns, fn)
+}
+
+// Listen opens a listener inside a node; it stays in that namespace.
+func (tb *Testbed) Listen(node, network, addr string) (l net.Listener, err error) {
+	err = tb.Do(node, func() error {
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	return l, err
+}
+
+// Dial connects from inside a node.
+func (tb *Testbed) Dial(node, network, addr string, timeout time.Duration) (c net.Conn, err error) {
+	err = tb.Do(node, func() error {
+		c, err = net.DialTimeout(network, addr, timeout)
+		return err
+	})
+	return c, err
+}
+
+func (tb *Testbed) handle(node string) (*netlink.Handle, func(), error) {
+	ns, err := tb.Netns(node)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := netns.GetFromPath(nsrun.Path(ns))
+	if err != nil {
+		return nil, nil, fmt.Errorf("open netns %s: %w", ns, err)
+	}
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		h.Close()
+		return nil, nil, fmt.Errorf("netlink in %s: %w", ns, err)
+	}
+	return nh, func() { nh.Close(); h.Close() }, nil
+}
+
+// makeNode creates a node namespace with loopback up and IPv6 off (the
+// testbed is IPv4-only; IPv6 autoconfiguration would only add noise, and
+// neighbour solicitations from a pre-staged container could teach a
+// learning switch the wrong port).
+func (tb *Testbed) makeNode(node string) error {
+	ns := tb.mustNetns(node)
+	if err := nsrun.Create(ns); err != nil {
+		return err
+	}
+	return quietNetns(ns)
+}
+
+func quietNetns(ns string) error {
+	for _, k := range []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"} {
+		if err := nsrun.Sysctl(ns, k, "1"); err != nil {
+			return err
+		}
+	}
+	return nsrun.Do(ns, func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(lo)
+	})
+}
+
+func (tb *Testbed) setupSwitch() error {
+	h, done, err := tb.handle(Switch)
+	if err != nil {
+		return err
+	}
+	defer done()
+	// No STP and no forwarding delay: ports forward as soon as they are up.
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: DataBridge}}
+	if err := h.LinkAdd(br); err != nil {
+		return fmt.Errorf("add bridge %s: %w", DataBridge, err)
+	}
+	mg := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: MgmtBridge}}
+	if err := h.LinkAdd(mg); err != nil {
+		return fmt.Errorf("add bridge %s: %w", MgmtBridge, err)
+	}
+	if err := addAddr(h, mg, netip.PrefixFrom(SwitchMgmtIP, MgmtNet.Bits())); err != nil {
+		return err
+	}
+	for _, l := range []netlink.Link{br, mg} {
+		if err := h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("set %s up: %w", l.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+// linkNode wires an edge node to its data and management ports and gives it
+// its addresses.
+func (tb *Testbed) linkNode(n NodeSpec) error {
+	sw, swDone, err := tb.handle(Switch)
+	if err != nil {
+		return err
+	}
+	defer swDone()
+	nh, nDone, err := tb.handle(n.Name)
+	if err != nil {
+		return err
+	}
+	defer nDone()
+	nodeNs, err := netns.GetFromPath(nsrun.Path(tb.mustNetns(n.Name)))
+	if err != nil {
+		return err
+	}
+	defer nodeNs.Close()
+
+	type wire struct {
+		port, peer, master string
+		mac                net.HardwareAddr
+		addr               netip.Prefix
+		learning           bool
+	}
+	wires := []wire{
+		{n.DataPort(), UplinkIf, DataBridge, n.MAC, netip.PrefixFrom(n.DataIP, DataNet.Bits()), false},
+		{n.MgmtPort(), MgmtIf, MgmtBridge, nil, netip.PrefixFrom(n.MgmtIP, MgmtNet.Bits()), true},
+	}
+	for _, w := range wires {
+		v := &netlink.Veth{
+			LinkAttrs:        netlink.LinkAttrs{Name: w.port},
+			PeerName:         w.peer,
+			PeerHardwareAddr: w.mac,
+			PeerNamespace:    netlink.NsFd(nodeNs),
+		}
+		if err := sw.LinkAdd(v); err != nil {
+			return fmt.Errorf("add veth %s<->%s/%s: %w", w.port, n.Name, w.peer, err)
+		}
+		port, err := sw.LinkByName(w.port)
+		if err != nil {
+			return err
+		}
+		master, err := sw.LinkByName(w.master)
+		if err != nil {
+			return err
+		}
+		if err := sw.LinkSetMaster(port, master); err != nil {
+			return fmt.Errorf("attach %s to %s: %w", w.port, w.master, err)
+		}
+		if !w.learning {
+			if err := sw.LinkSetLearning(port, false); err != nil {
+				return fmt.Errorf("learning off on %s: %w", w.port, err)
+			}
+		}
+		if err := sw.LinkSetUp(port); err != nil {
+			return fmt.Errorf("set %s up: %w", w.port, err)
+		}
+		peer, err := nh.LinkByName(w.peer)
+		if err != nil {
+			return fmt.Errorf("find %s in %s: %w", w.peer, n.Name, err)
+		}
+		if err := addAddr(nh, peer, w.addr); err != nil {
+			return err
+		}
+		if err := nh.LinkSetUp(peer); err != nil {
+			return fmt.Errorf("set %s/%s up: %w", n.Name, w.peer, err)
+		}
+	}
+	return setFDB(sw, n.DataPort(), n.MAC)
+}
+
+// setFDB points a MAC at one data port of the bridge with a static entry
+// (`bridge fdb replace MAC dev PORT master static`).
+func setFDB(sw *netlink.Handle, port string, mac net.HardwareAddr) error {
+	l, err := sw.LinkByName(port)
+	if err != nil {
+		return fmt.Errorf("find switch port %s: %w", port, err)
+	}
+	err = sw.NeighSet(&netlink.Neigh{
+		LinkIndex:    l.Attrs().Index,
+		Family:       syscall.AF_BRIDGE,
+		State:        netlink.NUD_NOARP,
+		Flags:        netlink.NTF_MASTER,
+		HardwareAddr: mac,
+	})
+	if err != nil {
+		return fmt.Errorf("fdb %s -> %s: %w", mac, port, err)
+	}
+	return nil
+}
+
+func addAddr(h *netlink.Handle, l netlink.Link, p netip.Prefix) error {
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+	if err := h.AddrAdd(l, a); err != nil {
+		return fmt.Errorf("add %s to %s: %w", p, l.Attrs().Name, err)
+	}
+	return nil
+}
+
+func (tb *Testbed) saveState() error {
+	b, err := json.MarshalIndent(tb, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(tb.Dir(), "testbed.json"), b, 0o644)
+}
