@@ -1,0 +1,183 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Spec describes a container to run.
+type Spec struct {
+	Name  string   `json:"name"`
+	Args  []string `json:"args"`
+	Env   []string `json:"env,omitempty"`
+	Cwd   string   `json:"cwd,omitempty"`
+	Netns string   `json:"netns"` // path of the network namespace to join
+	// Binds are extra read-only bind mounts, host path -> container path
+	// (the project's own binaries, for instance).
+	Binds []Bind `json:"binds,omitempty"`
+}
+
+// Bind is a read-only bind mount.
+type Bind struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
+}
+
+// ErrBadSpec is wrapped by every validation error.
+var ErrBadSpec = errors.New("invalid container spec")
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.]{0,31}$`)
+
+// Validate checks a spec before anything is created for it.
+func (s Spec) Validate() error {
+	if !nameRE.MatchString(s.Name) {
+		return fmt.Errorf("%w: name %q (1-32 of A-Z a-z 0-9 _ .)", ErrBadSpec, s.Name)
+	}
+	if len(s.Args) == 0 || s.Args[0] == "" {
+		return fmt.Errorf("%w: empty command", ErrBadSpec)
+	}
+	if s.Netns == "" {
+		return fmt.Errorf("%w: no network namespace", ErrBadSpec)
+	}
+	for _, e := range s.Env {
+		if k, _, ok := cutEnv(e); !ok || k == "" {
+			return fmt.Errorf("%w: env %q is not KEY=VALUE", ErrBadSpec, e)
+		}
+	}
+	for _, b := range s.Binds {
+		if !filepath.IsAbs(b.Source) || !filepath.IsAbs(b.Target) {
+			return fmt.Errorf("%w: bind %s:%s needs absolute paths", ErrBadSpec, b.Source, b.Target)
+		}
+	}
+	return nil
+}
+
+func cutEnv(e string) (string, string, bool) {
+	for i := 0; i < len(e); i++ {
+		if e[i] == '=' {
+			return e[:i], e[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+// hostTopDirs are shown to containers from the host. On merged-/usr
+// systems most are symlinks into /usr and are reproduced as symlinks.
+var hostTopDirs = []string{"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc"}
+
+// writeBundle creates dir/config.json and dir/rootfs for spec. cgroupsPath
+// must be unique on the machine (two agents on one machine, same names).
+func writeBundle(dir string, s Spec, cgroupsPath string) error {
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		return err
+	}
+	var binds []specs.Mount
+	for _, d := range hostTopDirs {
+		host := "/" + d
+		fi, err := os.Lstat(host)
+		if err != nil {
+			continue
+		}
+		p := filepath.Join(rootfs, d)
+		if fi.Mode()&os.ModeSymlink != 0 {
+			target, err := os.Readlink(host)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(target, p); err != nil && !os.IsExist(err) {
+				return err
+			}
+			continue
+		}
+		binds = append(binds, roBind(host, "/"+d))
+	}
+	for _, b := range s.Binds {
+		binds = append(binds, roBind(b.Source, b.Target))
+	}
+	cfg := ociConfig(s, cgroupsPath, binds)
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+}
+
+func roBind(src, dst string) specs.Mount {
+	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "ro", "nosuid", "nodev"}}
+}
+
+func tmpfs(dst, opts string) specs.Mount {
+	return specs.Mount{Destination: dst, Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=" + opts}}
+}
+
+// ociConfig follows `runc spec` defaults where it can; what differs says why.
+func ociConfig(s Spec, cgroupsPath string, binds []specs.Mount) *specs.Spec {
+	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_NET_RAW",
+		"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_AUDIT_WRITE", "CAP_SYS_CHROOT"}
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/cflow/bin",
+		"HOME=/tmp",
+		// CRIU cannot dump MPTCP sockets, which Go >= 1.24 listeners use
+		// by default; harmless for anything that is not Go.
+		"GODEBUG=multipathtcp=0",
+	}
+	cwd := s.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	mounts := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc"},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		tmpfs("/tmp", "1777"),
+		tmpfs("/run", "755"),
+		tmpfs("/var/tmp", "1777"),
+	}
+	mounts = append(mounts, binds...)
+	return &specs.Spec{
+		Version:  specs.Version,
+		Hostname: s.Name,
+		Process: &specs.Process{
+			User: specs.User{UID: 0, GID: 0},
+			Args: s.Args,
+			Env:  append(env, s.Env...),
+			Cwd:  cwd,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			// The agent cannot raise limits (no CAP_SYS_RESOURCE here), so
+			// stay within runc spec's defaults.
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			NoNewPrivileges: true,
+		},
+		// CRIU needs to create a temporary directory in the root.
+		Root:   &specs.Root{Path: "rootfs", Readonly: false},
+		Mounts: mounts,
+		Linux: &specs.Linux{
+			CgroupsPath: cgroupsPath,
+			Resources: &specs.LinuxResources{
+				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+			},
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace},
+				{Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace},
+				{Type: specs.MountNamespace},
+				{Type: specs.NetworkNamespace, Path: s.Netns},
+			},
+			MaskedPaths: []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}
+}

@@ -1,0 +1,21 @@
+// Package runtime runs containers through runc and checkpoints and restores
+// them through runc + CRIU.
+//
+// A container's bundle is built by the project: its root is a small private
+// directory whose /usr and /etc are the host's, bind-mounted read-only (and
+// /bin, /sbin, /lib... the same way, or as the same symlinks on merged-/usr
+// systems), with tmpfs on /tmp, /run and /var/tmp. So any program installed
+// on the host runs in a container unchanged, it cannot modify the host, and
+// everything it writes lands in memory that CRIU dumps with the process
+// (tmpfs contents are part of the checkpoint images). The root directory
+// itself stays writable because CRIU creates a temporary directory there.
+//
+// Every container gets its own network namespace by path (created by the
+// caller with a fixed IP and MAC) and stdio as pipes, which runc re-attaches
+// on restore; the agent copies them into a log file.
+//
+// The freezer is driven here rather than by CRIU: CRIU polls a cgroup-v1
+// freezer in 100 ms steps, but skips the wait when the cgroup is already
+// frozen, so Freeze (which polls every 200 µs) saves up to 100 ms of
+// downtime per checkpoint.
+package runtime

@@ -1,0 +1,289 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	runc "github.com/containerd/go-runc"
+)
+
+// ErrNotFound means the runtime has no such container.
+var ErrNotFound = errors.New("container not found")
+
+// Runtime manages the containers of one host. Two runtimes on one machine
+// (the testbed's hosts) must have different IDs and directories.
+type Runtime struct {
+	id   string // unique on the machine; names cgroups
+	dir  string
+	runc *runc.Runc
+
+	mu   sync.Mutex
+	logs map[string]*logSink
+}
+
+// New returns a runtime keeping its state under dir. criuPath is passed to
+// runc with --criu, so a private CRIU install needs no PATH change.
+func New(id, dir, criuPath string) (*Runtime, error) {
+	for _, d := range []string{"bundles", "runc", "logs"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("runtime dir: %w", err)
+		}
+	}
+	r := &runc.Runc{
+		Root:      filepath.Join(dir, "runc"),
+		Log:       filepath.Join(dir, "runc.log"),
+		Debug:     os.Getenv("CFLOW_RUNC_DEBUG") != "",
+		LogFormat: runc.JSON,
+	}
+	if criuPath != "" {
+		r.ExtraArgs = []string{"--criu", criuPath}
+	}
+	return &Runtime{id: id, dir: dir, runc: r, logs: map[string]*logSink{}}, nil
+}
+
+// BundleDir is where a container's bundle lives.
+func (r *Runtime) BundleDir(name string) string { return filepath.Join(r.dir, "bundles", name) }
+
+// LogPath is the file that receives a container's stdout and stderr.
+func (r *Runtime) LogPath(name string) string { return filepath.Join(r.dir, "logs", name+".log") }
+
+func (r *Runtime) cgroupsPath(name string) string { return "/containerflow/" + r.id + "/" + name }
+
+// Run creates the bundle and starts the container detached.
+func (r *Runtime) Run(ctx context.Context, s Spec) (int, error) {
+	if err := s.Validate(); err != nil {
+		return 0, err
+	}
+	if _, err := r.runc.State(ctx, s.Name); err == nil {
+		return 0, fmt.Errorf("container %s already exists", s.Name)
+	}
+	bundle := r.BundleDir(s.Name)
+	_ = os.RemoveAll(bundle)
+	if err := writeBundle(bundle, s, r.cgroupsPath(s.Name)); err != nil {
+		return 0, fmt.Errorf("bundle for %s: %w", s.Name, err)
+	}
+	pio, err := r.attachLog(s.Name)
+	if err != nil {
+		return 0, err
+	}
+	pidFile := filepath.Join(bundle, "init.pid")
+	_, err = r.runc.Run(ctx, s.Name, bundle, &runc.CreateOpts{IO: pio, Detach: true, PidFile: pidFile})
+	// Unlike Create and Restore, go-runc's Run keeps our copies of the
+	// pipes' write ends open; without this the log copiers never see EOF.
+	if c, ok := pio.(runc.StartCloser); ok {
+		_ = c.CloseAfterStart()
+	}
+	if err != nil {
+		r.detachLog(s.Name)
+		_ = r.runc.Delete(context.Background(), s.Name, &runc.DeleteOpts{Force: true})
+		return 0, fmt.Errorf("runc run %s: %w%s", s.Name, err, r.runcLogTail())
+	}
+	return readPid(pidFile)
+}
+
+// CheckpointOpts selects what a checkpoint includes.
+type CheckpointOpts struct {
+	ImagesDir string // receives the images (and nothing else)
+	WorkDir   string // receives dump.log
+}
+
+// Checkpoint dumps the container with its established TCP connections and
+// stops it. The network namespace stays locked by CRIU, so its kernel
+// drops (never resets) the peers' packets until the namespace is removed.
+func (r *Runtime) Checkpoint(ctx context.Context, name string, o CheckpointOpts) error {
+	err := r.runc.Checkpoint(ctx, name, &runc.CheckpointOpts{
+		ImagePath:    o.ImagesDir,
+		WorkDir:      o.WorkDir,
+		AllowOpenTCP: true,
+		FileLocks:    true,
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w (see %s)", name, err, filepath.Join(o.WorkDir, "dump.log"))
+	}
+	r.detachLog(name)
+	return nil
+}
+
+// Restore starts a container from checkpoint images with the spec's
+// network namespace (same IP and MAC as at checkpoint time).
+func (r *Runtime) Restore(ctx context.Context, s Spec, o CheckpointOpts) (int, error) {
+	if err := s.Validate(); err != nil {
+		return 0, err
+	}
+	bundle := r.BundleDir(s.Name)
+	if _, err := os.Stat(filepath.Join(bundle, "config.json")); err != nil {
+		_ = os.RemoveAll(bundle)
+		if err := writeBundle(bundle, s, r.cgroupsPath(s.Name)); err != nil {
+			return 0, fmt.Errorf("bundle for %s: %w", s.Name, err)
+		}
+	}
+	pio, err := r.attachLog(s.Name)
+	if err != nil {
+		return 0, err
+	}
+	pidFile := filepath.Join(bundle, "init.pid")
+	_ = os.Remove(pidFile)
+	_, err = r.runc.Restore(ctx, s.Name, bundle, &runc.RestoreOpts{
+		CheckpointOpts: runc.CheckpointOpts{ImagePath: o.ImagesDir, WorkDir: o.WorkDir, AllowOpenTCP: true, FileLocks: true},
+		IO:             pio,
+		Detach:         true,
+		PidFile:        pidFile,
+	})
+	if err != nil {
+		r.detachLog(s.Name)
+		_ = r.runc.Delete(context.Background(), s.Name, &runc.DeleteOpts{Force: true})
+		return 0, fmt.Errorf("restore %s: %w (see %s)", s.Name, err, filepath.Join(o.WorkDir, "restore.log"))
+	}
+	return readPid(pidFile)
+}
+
+// PrepareBundle writes the bundle ahead of a restore, so that work is not
+// on the migration's critical path.
+func (r *Runtime) PrepareBundle(s Spec) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	bundle := r.BundleDir(s.Name)
+	_ = os.RemoveAll(bundle)
+	return writeBundle(bundle, s, r.cgroupsPath(s.Name))
+}
+
+// Delete kills the container and removes its runc state, cgroups and
+// bundle. Deleting a missing container is not an error.
+func (r *Runtime) Delete(ctx context.Context, name string) error {
+	err := r.runc.Delete(ctx, name, &runc.DeleteOpts{Force: true})
+	if err != nil && !strings.Contains(err.Error(), "does not exist") {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	r.detachLog(name)
+	return os.RemoveAll(r.BundleDir(name))
+}
+
+// Container is a container as runc sees it.
+type Container struct {
+	Name   string `json:"name"`
+	Pid    int    `json:"pid"`
+	Status string `json:"status"`
+}
+
+// State returns one container.
+func (r *Runtime) State(ctx context.Context, name string) (Container, error) {
+	c, err := r.runc.State(ctx, name)
+	if err != nil {
+		return Container{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	return Container{Name: c.ID, Pid: c.Pid, Status: c.Status}, nil
+}
+
+// List returns every container of this runtime.
+func (r *Runtime) List(ctx context.Context) ([]Container, error) {
+	cs, err := r.runc.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Container, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, Container{Name: c.ID, Pid: c.Pid, Status: c.Status})
+	}
+	return out, nil
+}
+
+// Signal sends sig to the container's init process.
+func (r *Runtime) Signal(ctx context.Context, name string, sig syscall.Signal) error {
+	return r.runc.Kill(ctx, name, int(sig), nil)
+}
+
+// Pids lists the container's processes.
+func (r *Runtime) Pids(ctx context.Context, name string) ([]int, error) {
+	return r.runc.Ps(ctx, name)
+}
+
+func readPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+func (r *Runtime) runcLogTail() string {
+	b, err := os.ReadFile(r.runc.Log)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return " (runc log: " + lines[len(lines)-1] + ")"
+}
+
+// logSink copies a container's stdout/stderr pipes into its log file.
+type logSink struct {
+	io   runc.IO
+	done sync.WaitGroup
+}
+
+func (r *Runtime) attachLog(name string) (runc.IO, error) {
+	r.detachLog(name)
+	f, err := os.OpenFile(r.LogPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	pio, err := runc.NewPipeIO(0, 0, func(o *runc.IOOption) { o.OpenStdin = false })
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	s := &logSink{io: pio}
+	var mu sync.Mutex // stdout and stderr interleave line by line at best
+	for _, src := range []io.Reader{pio.Stdout(), pio.Stderr()} {
+		s.done.Add(1)
+		go func() {
+			defer s.done.Done()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := src.Read(buf)
+				if n > 0 {
+					mu.Lock()
+					_, _ = f.Write(buf[:n])
+					mu.Unlock()
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	go func() { s.done.Wait(); f.Close() }()
+	r.mu.Lock()
+	r.logs[name] = s
+	r.mu.Unlock()
+	return pio, nil
+}
+
+// detachLog closes our ends of the pipes. The container side is already
+// gone (checkpointed or deleted) when this is called, so the copiers have
+// drained what was written.
+func (r *Runtime) detachLog(name string) {
+	r.mu.Lock()
+	s := r.logs[name]
+	delete(r.logs, name)
+	r.mu.Unlock()
+	if s == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() { s.done.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+	}
+	s.io.Close()
+}
