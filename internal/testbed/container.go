@@ -8,9 +8,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/containerflow/containerflow/internal/cnet"
 	"github.com/containerflow/containerflow/internal/nsrun"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // ContainerNet is a container's network namespace on a host: one macvlan
@@ -34,7 +33,7 @@ func (tb *Testbed) containerNetns(host, name string) string {
 // with address ip and MAC mac (nil: derived from ip). It does not steer any
 // traffic to it: a migration pre-stages the destination's namespace while
 // the switch still points at the source, then calls Steer.
-func (tb *Testbed) AddContainerNet(host, name string, ip netip.Addr, mac net.HardwareAddr) (_ *ContainerNet, err error) {
+func (tb *Testbed) AddContainerNet(host, name string, ip netip.Addr, mac net.HardwareAddr) (*ContainerNet, error) {
 	if !IsHost(host) {
 		return nil, fmt.Errorf("%w: %q is not a host (hosts: hostA, hostB)", ErrUnknownNode, host)
 	}
@@ -51,62 +50,13 @@ func (tb *Testbed) AddContainerNet(host, name string, ip netip.Addr, mac net.Har
 		return nil, fmt.Errorf("%w: MAC %s must be a 6-byte unicast address", ErrBadAddress, mac)
 	}
 	c := &ContainerNet{Host: host, Name: name, Netns: tb.containerNetns(host, name), IP: ip, MAC: mac}
-	if err := nsrun.Create(c.Netns); err != nil {
-		if errors.Is(err, nsrun.ErrExists) {
-			return nil, fmt.Errorf("container %s on %s: %w", name, host, ErrExists)
-		}
-		return nil, err
+	hostNs, _ := tb.Netns(host)
+	err := cnet.Create(cnet.Config{Netns: c.Netns, HostNetns: hostNs, Uplink: UplinkIf, Addr: netip.PrefixFrom(ip, DataNet.Bits()), MAC: mac})
+	if errors.Is(err, cnet.ErrExists) {
+		return nil, fmt.Errorf("container %s on %s: %w", name, host, ErrExists)
 	}
-	defer func() {
-		if err != nil {
-			_ = nsrun.Delete(c.Netns)
-		}
-	}()
-	if err := quietNetns(c.Netns); err != nil {
-		return nil, err
-	}
-	hh, hdone, err := tb.handle(host)
 	if err != nil {
 		return nil, err
-	}
-	defer hdone()
-	uplink, err := hh.LinkByName(UplinkIf)
-	if err != nil {
-		return nil, fmt.Errorf("find uplink of %s: %w", host, err)
-	}
-	cns, err := netns.GetFromPath(c.NetnsPath())
-	if err != nil {
-		return nil, err
-	}
-	defer cns.Close()
-	// Created directly inside the container namespace, so its name never
-	// clashes with anything on the host.
-	mv := &netlink.Macvlan{
-		LinkAttrs: netlink.LinkAttrs{
-			Name:         ContainerIf,
-			ParentIndex:  uplink.Attrs().Index,
-			HardwareAddr: mac,
-			Namespace:    netlink.NsFd(cns),
-		},
-		Mode: netlink.MACVLAN_MODE_BRIDGE,
-	}
-	if err := hh.LinkAdd(mv); err != nil {
-		return nil, fmt.Errorf("add macvlan for %s on %s: %w", name, host, err)
-	}
-	ch, err := netlink.NewHandleAt(cns)
-	if err != nil {
-		return nil, err
-	}
-	defer ch.Close()
-	link, err := ch.LinkByName(ContainerIf)
-	if err != nil {
-		return nil, err
-	}
-	if err := addAddr(ch, link, netip.PrefixFrom(ip, DataNet.Bits())); err != nil {
-		return nil, err
-	}
-	if err := ch.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("set %s up: %w", c.Netns, err)
 	}
 	return c, nil
 }

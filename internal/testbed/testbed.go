@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerflow/containerflow/internal/cnet"
 	"github.com/containerflow/containerflow/internal/nsrun"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -226,22 +227,7 @@ func (tb *Testbed) makeNode(node string) error {
 	if err := nsrun.Create(ns); err != nil {
 		return err
 	}
-	return quietNetns(ns)
-}
-
-func quietNetns(ns string) error {
-	for _, k := range []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"} {
-		if err := nsrun.Sysctl(ns, k, "1"); err != nil {
-			return err
-		}
-	}
-	return nsrun.Do(ns, func() error {
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(lo)
-	})
+	return cnet.Quiet(ns)
 }
 
 func (tb *Testbed) setupSwitch() error {
@@ -259,7 +245,7 @@ func (tb *Testbed) setupSwitch() error {
 	if err := h.LinkAdd(mg); err != nil {
 		return fmt.Errorf("add bridge %s: %w", MgmtBridge, err)
 	}
-	if err := addAddr(h, mg, netip.PrefixFrom(SwitchMgmtIP, MgmtNet.Bits())); err != nil {
+	if err := cnet.AddAddr(h, mg, netip.PrefixFrom(SwitchMgmtIP, MgmtNet.Bits())); err != nil {
 		return err
 	}
 	for _, l := range []netlink.Link{br, mg} {
@@ -332,7 +318,7 @@ func (tb *Testbed) linkNode(n NodeSpec) error {
 		if err != nil {
 			return fmt.Errorf("find %s in %s: %w", w.peer, n.Name, err)
 		}
-		if err := addAddr(nh, peer, w.addr); err != nil {
+		if err := cnet.AddAddr(nh, peer, w.addr); err != nil {
 			return err
 		}
 		if err := nh.LinkSetUp(peer); err != nil {
@@ -358,14 +344,6 @@ func setFDB(sw *netlink.Handle, port string, mac net.HardwareAddr) error {
 	})
 	if err != nil {
 		return fmt.Errorf("fdb %s -> %s: %w", mac, port, err)
-	}
-	return nil
-}
-
-func addAddr(h *netlink.Handle, l netlink.Link, p netip.Prefix) error {
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
-	if err := h.AddrAdd(l, a); err != nil {
-		return fmt.Errorf("add %s to %s: %w", p, l.Attrs().Name, err)
 	}
 	return nil
 }

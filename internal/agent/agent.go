@@ -1,0 +1,350 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerflow/containerflow/internal/cnet"
+	"github.com/containerflow/containerflow/internal/criu"
+	"github.com/containerflow/containerflow/internal/runtime"
+)
+
+// Sentinel errors, mapped to HTTP statuses by the API.
+var (
+	ErrBadRequest = errors.New("bad request")
+	ErrNotFound   = errors.New("not found")
+	ErrConflict   = errors.New("conflict")
+)
+
+// Steerer points the switch at a host for a container address.
+type Steerer interface {
+	Steer(ctx context.Context, ip netip.Addr, mac net.HardwareAddr, host string) error
+}
+
+// Config configures one agent.
+type Config struct {
+	Name        string            // host name, e.g. hostA
+	StateDir    string            // bundles, runc state, logs, container specs
+	ImagesDir   string            // checkpoint images (tmpfs: /dev/shm/...)
+	NetnsPrefix string            // container namespaces are NetnsPrefix+NAME
+	HostNetns   string            // namespace with the uplink; "" = the agent's own
+	Uplink      string            // interface containers' macvlans hang off
+	PrefixLen   int               // prefix length of the data network
+	Peers       map[string]string // host name -> agent base URL
+	Steerer     Steerer
+	Token       string // bearer token for writes; "" disables auth
+	CRIU        string // CRIU binary; found with criu.Find when empty
+	BinDir      string // host directory bind-mounted read-only at /opt/cflow/bin
+	Log         *slog.Logger
+}
+
+// ContainerSpec is what a client asks to run.
+type ContainerSpec struct {
+	Name string     `json:"name"`
+	IP   netip.Addr `json:"ip"`
+	MAC  MAC        `json:"mac,omitempty"`
+	Args []string   `json:"args"`
+	Env  []string   `json:"env,omitempty"`
+	Cwd  string     `json:"cwd,omitempty"`
+}
+
+// MAC is an Ethernet address that reads and writes as xx:xx:xx:xx:xx:xx.
+type MAC net.HardwareAddr
+
+func (m MAC) String() string { return net.HardwareAddr(m).String() }
+
+// MarshalText writes the colon form.
+func (m MAC) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText parses the colon form.
+func (m *MAC) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*m = nil
+		return nil
+	}
+	hw, err := net.ParseMAC(string(b))
+	if err != nil {
+		return err
+	}
+	*m = MAC(hw)
+	return nil
+}
+
+// Container states. Transitions: running -> migrating -> (gone | running);
+// incoming (destination side) -> running | gone.
+const (
+	StateRunning   = "running"
+	StateMigrating = "migrating"
+	StateIncoming  = "incoming"
+	StateStopped   = "stopped"
+)
+
+// ContainerInfo is a container as the API shows it.
+type ContainerInfo struct {
+	ContainerSpec
+	Host    string    `json:"host"`
+	State   string    `json:"state"`
+	Pid     int       `json:"pid,omitempty"`
+	Netns   string    `json:"netns"`
+	Started time.Time `json:"started"`
+}
+
+type entry struct {
+	info     ContainerInfo
+	incoming *incoming // destination-side migration state
+}
+
+// Agent is one host's daemon.
+type Agent struct {
+	cfg Config
+	rt  *runtime.Runtime
+	log *slog.Logger
+
+	mu         sync.Mutex
+	containers map[string]*entry
+
+	faults faults // test-only fault injection
+}
+
+// New creates an agent and re-adopts containers a previous run left
+// running (runc keeps their state; the agent keeps their specs).
+func New(cfg Config) (*Agent, error) {
+	if cfg.Name == "" || cfg.StateDir == "" || cfg.Uplink == "" || cfg.NetnsPrefix == "" {
+		return nil, fmt.Errorf("%w: agent needs a name, a state dir, an uplink and a netns prefix", ErrBadRequest)
+	}
+	if cfg.PrefixLen == 0 {
+		cfg.PrefixLen = 24
+	}
+	if cfg.ImagesDir == "" {
+		cfg.ImagesDir = filepath.Join("/dev/shm/containerflow", filepath.Base(cfg.NetnsPrefix+cfg.Name))
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.CRIU == "" {
+		b, _, err := criu.Find(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		cfg.CRIU = b.Path
+	}
+	rt, err := runtime.New(cfg.NetnsPrefix+cfg.Name, filepath.Join(cfg.StateDir, "runtime"), cfg.CRIU)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{cfg.ImagesDir, filepath.Join(cfg.StateDir, "specs")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	a := &Agent{cfg: cfg, rt: rt, log: cfg.Log.With("agent", cfg.Name), containers: map[string]*entry{}}
+	a.adopt()
+	return a, nil
+}
+
+func (a *Agent) adopt() {
+	cs, err := a.rt.List(context.Background())
+	if err != nil {
+		return
+	}
+	for _, c := range cs {
+		var spec ContainerSpec
+		b, err := os.ReadFile(a.specPath(c.Name))
+		if err != nil || json.Unmarshal(b, &spec) != nil {
+			continue
+		}
+		a.containers[c.Name] = &entry{info: ContainerInfo{ContainerSpec: spec, Host: a.cfg.Name, State: StateRunning, Pid: c.Pid, Netns: a.netns(c.Name)}}
+	}
+}
+
+func (a *Agent) specPath(name string) string {
+	return filepath.Join(a.cfg.StateDir, "specs", name+".json")
+}
+
+func (a *Agent) netns(name string) string { return a.cfg.NetnsPrefix + name }
+
+func (a *Agent) runtimeSpec(s ContainerSpec) runtime.Spec {
+	rs := runtime.Spec{Name: s.Name, Args: s.Args, Env: s.Env, Cwd: s.Cwd, Netns: "/run/netns/" + a.netns(s.Name)}
+	if a.cfg.BinDir != "" {
+		rs.Binds = []runtime.Bind{{Source: a.cfg.BinDir, Target: "/opt/cflow/bin"}}
+	}
+	return rs
+}
+
+func (a *Agent) validate(s *ContainerSpec) error {
+	if err := a.runtimeSpec(*s).Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if !s.IP.Is4() {
+		return fmt.Errorf("%w: ip %q must be an IPv4 address", ErrBadRequest, s.IP)
+	}
+	if s.MAC == nil {
+		b := s.IP.As4()
+		s.MAC = MAC{0x02, 0x42, b[0], b[1], b[2], b[3]}
+	}
+	if len(s.MAC) != 6 || s.MAC[0]&1 == 1 {
+		return fmt.Errorf("%w: mac %s must be a unicast Ethernet address", ErrBadRequest, s.MAC)
+	}
+	return nil
+}
+
+// reserve claims a name in the registry, or says why it cannot.
+func (a *Agent) reserve(s ContainerSpec, state string) (*entry, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e, ok := a.containers[s.Name]; ok {
+		return nil, fmt.Errorf("%w: container %s already exists on %s (%s)", ErrConflict, s.Name, a.cfg.Name, e.info.State)
+	}
+	for _, e := range a.containers {
+		if e.info.IP == s.IP {
+			return nil, fmt.Errorf("%w: address %s is used by container %s", ErrConflict, s.IP, e.info.Name)
+		}
+	}
+	e := &entry{info: ContainerInfo{ContainerSpec: s, Host: a.cfg.Name, State: state, Netns: a.netns(s.Name)}}
+	a.containers[s.Name] = e
+	return e, nil
+}
+
+func (a *Agent) release(name string) {
+	a.mu.Lock()
+	delete(a.containers, name)
+	a.mu.Unlock()
+	_ = os.Remove(a.specPath(name))
+}
+
+func (a *Agent) createNetns(s ContainerSpec) error {
+	return cnet.Create(cnet.Config{
+		Netns: a.netns(s.Name), HostNetns: a.cfg.HostNetns, Uplink: a.cfg.Uplink,
+		Addr: netip.PrefixFrom(s.IP, a.cfg.PrefixLen), MAC: net.HardwareAddr(s.MAC),
+	})
+}
+
+// Run starts a container: namespace, bundle, runc. It does not steer the
+// switch; whoever places the container decides that.
+func (a *Agent) Run(ctx context.Context, s ContainerSpec) (ContainerInfo, error) {
+	if err := a.validate(&s); err != nil {
+		return ContainerInfo{}, err
+	}
+	e, err := a.reserve(s, StateRunning)
+	if err != nil {
+		return ContainerInfo{}, err
+	}
+	fail := func(err error) (ContainerInfo, error) {
+		_ = a.rt.Delete(context.Background(), s.Name)
+		_ = cnet.Delete(a.netns(s.Name))
+		a.release(s.Name)
+		return ContainerInfo{}, err
+	}
+	if err := a.createNetns(s); err != nil {
+		return fail(fmt.Errorf("network for %s: %w", s.Name, err))
+	}
+	pid, err := a.rt.Run(ctx, a.runtimeSpec(s))
+	if err != nil {
+		return fail(err)
+	}
+	if err := a.saveSpec(s); err != nil {
+		return fail(err)
+	}
+	a.mu.Lock()
+	e.info.Pid, e.info.Started = pid, time.Now().UTC()
+	info := e.info
+	a.mu.Unlock()
+	a.log.Info("container started", "name", s.Name, "ip", s.IP, "pid", pid)
+	return info, nil
+}
+
+func (a *Agent) saveSpec(s ContainerSpec) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(a.specPath(s.Name), b, 0o600)
+}
+
+// Remove stops and deletes a container. The namespace is locked first, so
+// the dying processes' sockets cannot send FIN or RST to anyone.
+func (a *Agent) Remove(ctx context.Context, name string) error {
+	a.mu.Lock()
+	e, ok := a.containers[name]
+	if ok && e.info.State == StateMigrating {
+		a.mu.Unlock()
+		return fmt.Errorf("%w: container %s is migrating", ErrConflict, name)
+	}
+	a.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: container %s on %s", ErrNotFound, name, a.cfg.Name)
+	}
+	return a.discard(ctx, name)
+}
+
+func (a *Agent) discard(ctx context.Context, name string) error {
+	ns := a.netns(name)
+	_ = cnet.Lock(ns)
+	err := a.rt.Delete(ctx, name)
+	if derr := cnet.Delete(ns); err == nil {
+		err = derr
+	}
+	a.release(name)
+	return err
+}
+
+// Get returns one container.
+func (a *Agent) Get(name string) (ContainerInfo, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.containers[name]
+	if !ok {
+		return ContainerInfo{}, fmt.Errorf("%w: container %s on %s", ErrNotFound, name, a.cfg.Name)
+	}
+	return e.info, nil
+}
+
+// List returns every container, sorted by name.
+func (a *Agent) List() []ContainerInfo {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]ContainerInfo, 0, len(a.containers))
+	for _, e := range a.containers {
+		out = append(out, e.info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// LogPath is the file with a container's output.
+func (a *Agent) LogPath(name string) (string, error) {
+	if _, err := a.Get(name); err != nil {
+		return "", err
+	}
+	return a.rt.LogPath(name), nil
+}
+
+// Signal sends a signal to a container's init.
+func (a *Agent) Signal(ctx context.Context, name string, sig syscall.Signal) error {
+	if _, err := a.Get(name); err != nil {
+		return err
+	}
+	return a.rt.Signal(ctx, name, sig)
+}
+
+// Close leaves containers running; a new agent adopts them.
+func (a *Agent) Close() error { return nil }
+
+// RemoveAll deletes every container (used when the agent owns the host's
+// whole life, as in tests and the testbed's teardown).
+func (a *Agent) RemoveAll(ctx context.Context) {
+	for _, c := range a.List() {
+		_ = a.discard(ctx, c.Name)
+	}
+}

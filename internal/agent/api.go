@@ -1,0 +1,201 @@
+package agent
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Handler returns the agent's HTTP API.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "host": a.cfg.Name})
+	})
+	mux.HandleFunc("GET /v1/host", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, a.hostStats())
+	})
+	mux.HandleFunc("GET /v1/containers", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, a.List())
+	})
+	mux.HandleFunc("GET /v1/containers/{name}", func(w http.ResponseWriter, r *http.Request) {
+		c, err := a.Get(r.PathValue("name"))
+		reply(w, c, err)
+	})
+	mux.HandleFunc("GET /v1/containers/{name}/logs", func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.LogPath(r.PathValue("name"))
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.Copy(w, f)
+	})
+	mux.Handle("POST /v1/containers", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		var s ContainerSpec
+		if !decode(w, r, &s) {
+			return
+		}
+		c, err := a.Run(r.Context(), s)
+		if err == nil {
+			writeJSON(w, http.StatusCreated, c)
+			return
+		}
+		writeErr(w, err)
+	}))
+	mux.Handle("DELETE /v1/containers/{name}", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		reply(w, map[string]string{"deleted": r.PathValue("name")}, a.Remove(r.Context(), r.PathValue("name")))
+	}))
+	mux.Handle("POST /v1/containers/{name}/signal", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Signal int `json:"signal"`
+		}
+		if !decode(w, r, &req) {
+			return
+		}
+		if req.Signal <= 0 || req.Signal > 64 {
+			writeErr(w, fmt.Errorf("%w: signal must be 1-64", ErrBadRequest))
+			return
+		}
+		reply(w, map[string]int{"sent": req.Signal}, a.Signal(r.Context(), r.PathValue("name"), syscall.Signal(req.Signal)))
+	}))
+	mux.Handle("POST /v1/containers/{name}/migrate", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		var req MigrateRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		rec, err := a.Migrate(r.Context(), r.PathValue("name"), req)
+		if rec == nil {
+			writeErr(w, err)
+			return
+		}
+		status := http.StatusOK
+		if err != nil && rec.Status != "success" {
+			status = http.StatusInternalServerError
+		}
+		writeJSON(w, status, rec)
+	}))
+	// Destination side of a migration, called by the source agent.
+	mux.Handle("POST /v1/migrations", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		var req PrepareRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		reply(w, map[string]string{"staged": req.Spec.Name}, a.prepareIncoming(r.Context(), req))
+	}))
+	mux.Handle("POST /v1/migrations/{name}/images", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		rep, err := a.receiveAndRestore(r.Context(), r.PathValue("name"), r.Body)
+		reply(w, rep, err)
+	}))
+	mux.Handle("POST /v1/migrations/{name}/commit", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		reply(w, map[string]string{"committed": r.PathValue("name")}, a.commitIncoming(r.Context(), r.PathValue("name")))
+	}))
+	mux.Handle("POST /v1/migrations/{name}/abort", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		reply(w, map[string]string{"aborted": r.PathValue("name")}, a.abortIncoming(r.Context(), r.PathValue("name")))
+	}))
+	return mux
+}
+
+func (a *Agent) auth(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.cfg.Token != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.Token)) != 1 {
+				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+				return
+			}
+		}
+		h(w, r)
+	})
+}
+
+// HostStats is what GET /v1/host reports.
+type HostStats struct {
+	Host        string     `json:"host"`
+	Containers  int        `json:"containers"`
+	CPUs        int        `json:"cpus"`
+	LoadAvg     [3]float64 `json:"load_avg"`
+	MemTotalMB  float64    `json:"mem_total_mb"`
+	MemAvailMB  float64    `json:"mem_available_mb"`
+	ImagesDir   string     `json:"images_dir"`
+	Time        time.Time  `json:"time"`
+	AgentGoVers string     `json:"agent_go_version"`
+}
+
+func (a *Agent) hostStats() HostStats {
+	st := HostStats{Host: a.cfg.Name, Containers: len(a.List()), CPUs: runtime.NumCPU(), ImagesDir: a.cfg.ImagesDir, Time: time.Now().UTC(), AgentGoVers: runtime.Version()}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(b))
+		for i := 0; i < 3 && i < len(f); i++ {
+			st.LoadAvg[i], _ = strconv.ParseFloat(f[i], 64)
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			switch f[0] {
+			case "MemTotal:":
+				st.MemTotalMB = kb / 1024
+			case "MemAvailable:":
+				st.MemAvailMB = kb / 1024
+			}
+		}
+	}
+	return st
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "malformed JSON body: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrBadRequest):
+		code = http.StatusBadRequest
+	case errors.Is(err, ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrConflict):
+		code = http.StatusConflict
+	}
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

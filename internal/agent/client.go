@@ -1,0 +1,204 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/containerflow/containerflow/internal/nsrun"
+)
+
+// Client talks to an agent. Base URLs are http://HOST:PORT or
+// unix:///path/to/agent.sock.
+type Client struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+// ClientOptions configures NewClient.
+type ClientOptions struct {
+	Token string
+	// Netns, when set, makes TCP connections from inside that network
+	// namespace (an agent embedded in a process that lives elsewhere).
+	Netns string
+}
+
+// NewClient returns a client for the agent at base.
+func NewClient(base string, o ClientOptions) *Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
+	url := strings.TrimRight(base, "/")
+	if path, ok := strings.CutPrefix(base, "unix://"); ok {
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		}
+		url = "http://agent"
+	} else if o.Netns != "" {
+		tr.DialContext = func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = nsrun.Do(o.Netns, func() error {
+				c, err = d.DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		}
+	}
+	return &Client{base: url, token: o.Token, hc: &http.Client{Transport: tr}}
+}
+
+func (a *Agent) peerClient(base string) *Client {
+	return NewClient(base, ClientOptions{Token: a.cfg.Token, Netns: a.cfg.HostNetns})
+}
+
+// APIError is an error answer from an agent.
+type APIError struct {
+	Status int
+	Msg    string
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("agent: %s (HTTP %d)", e.Msg, e.Status) }
+
+func (c *Client) request(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return c.hc.Do(req)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	resp, err := c.request(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	return decodeResp(resp, out)
+}
+
+func (c *Client) doStream(ctx context.Context, path string, body io.Reader, out any) error {
+	resp, err := c.request(ctx, "POST", path, body)
+	if err != nil {
+		return err
+	}
+	return decodeResp(resp, out)
+}
+
+func decodeResp(resp *http.Response, out any) error {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(b))
+		}
+		return &APIError{Status: resp.StatusCode, Msg: e.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// Run starts a container.
+func (c *Client) Run(ctx context.Context, s ContainerSpec) (ContainerInfo, error) {
+	var info ContainerInfo
+	err := c.do(ctx, "POST", "/v1/containers", s, &info)
+	return info, err
+}
+
+// List lists containers.
+func (c *Client) List(ctx context.Context) ([]ContainerInfo, error) {
+	var out []ContainerInfo
+	err := c.do(ctx, "GET", "/v1/containers", nil, &out)
+	return out, err
+}
+
+// Get returns one container.
+func (c *Client) Get(ctx context.Context, name string) (ContainerInfo, error) {
+	var out ContainerInfo
+	err := c.do(ctx, "GET", "/v1/containers/"+name, nil, &out)
+	return out, err
+}
+
+// Remove deletes a container.
+func (c *Client) Remove(ctx context.Context, name string) error {
+	return c.do(ctx, "DELETE", "/v1/containers/"+name, nil, nil)
+}
+
+// Logs returns a container's output so far.
+func (c *Client) Logs(ctx context.Context, name string) ([]byte, error) {
+	resp, err := c.request(ctx, "GET", "/v1/containers/"+name+"/logs", nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		return nil, decodeResp(resp, nil)
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+// Signal sends a signal to a container's init.
+func (c *Client) Signal(ctx context.Context, name string, sig int) error {
+	return c.do(ctx, "POST", "/v1/containers/"+name+"/signal", map[string]int{"signal": sig}, nil)
+}
+
+// Migrate moves a container; the record is returned also when the
+// migration failed (with the error).
+func (c *Client) Migrate(ctx context.Context, name string, req MigrateRequest) (*MigrationResult, error) {
+	b, _ := json.Marshal(req)
+	resp, err := c.request(ctx, "POST", "/v1/containers/"+name+"/migrate", bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	var res MigrationResult
+	if err := json.Unmarshal(body, &res.Record); err != nil || res.Record.Status == "" {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(body, &e)
+		return nil, &APIError{Status: resp.StatusCode, Msg: e.Error}
+	}
+	if res.Record.Status != "success" {
+		return &res, &APIError{Status: resp.StatusCode, Msg: res.Record.Error}
+	}
+	return &res, nil
+}
+
+// Health checks that the agent answers.
+func (c *Client) Health(ctx context.Context) error {
+	return c.do(ctx, "GET", "/v1/health", nil, nil)
+}
+
+// Host returns host statistics.
+func (c *Client) Host(ctx context.Context) (HostStats, error) {
+	var st HostStats
+	err := c.do(ctx, "GET", "/v1/host", nil, &st)
+	return st, err
+}

@@ -1,0 +1,159 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/containerflow/containerflow/internal/criu"
+	"github.com/containerflow/containerflow/internal/nsrun"
+	"github.com/containerflow/containerflow/internal/testbed"
+)
+
+const agentPort = 7070
+
+// env is a testbed with an agent on each host, run inside this test
+// process (each agent's network work happens in its host's namespace).
+type env struct {
+	t       *testing.T
+	tb      *testbed.Testbed
+	agents  map[string]*Agent
+	clients map[string]*Client
+	servers map[string]*http.Server
+	steer   *tbSteerer
+}
+
+type tbSteerer struct {
+	tb     *testbed.Testbed
+	refuse bool
+}
+
+func (s *tbSteerer) Steer(_ context.Context, ip netip.Addr, mac net.HardwareAddr, host string) error {
+	if s.refuse {
+		return fmt.Errorf("switch refused the update (fault injection)")
+	}
+	return s.tb.Steer(ip, mac, host)
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("agents need root for namespaces, runc and CRIU (CI runs as root)")
+	}
+	b, _, err := criu.Find(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := make([]byte, 3)
+	_, _ = rand.Read(rb)
+	prefix := "a" + hex.EncodeToString(rb)
+	tb, err := testbed.Up(testbed.Config{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, tb: tb, agents: map[string]*Agent{}, clients: map[string]*Client{}, servers: map[string]*http.Server{}, steer: &tbSteerer{tb: tb}}
+	t.Cleanup(func() {
+		for _, a := range e.agents {
+			a.RemoveAll(context.Background())
+		}
+		for _, s := range e.servers {
+			s.Close()
+		}
+		if err := testbed.Down(prefix); err != nil {
+			t.Errorf("down: %v", err)
+		}
+		if left, _ := nsrun.List(prefix + "-"); len(left) > 0 {
+			t.Errorf("namespaces left: %v", left)
+		}
+	})
+	peers := map[string]string{}
+	for _, h := range testbed.Hosts {
+		spec, _ := testbed.Spec(h)
+		peers[h] = fmt.Sprintf("http://%s:%d", spec.MgmtIP, agentPort)
+	}
+	token := "test-token"
+	for _, h := range testbed.Hosts {
+		hostNs, _ := tb.Netns(h)
+		dir := filepath.Join(t.TempDir(), h)
+		a, err := New(Config{
+			Name: h, StateDir: dir, ImagesDir: filepath.Join("/dev/shm/containerflow-test", prefix, h),
+			NetnsPrefix: prefix + "-" + h + "-", HostNetns: hostNs, Uplink: testbed.UplinkIf,
+			PrefixLen: testbed.DataNet.Bits(), Peers: peers, Steerer: e.steer, Token: token, CRIU: b.Path,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(filepath.Join("/dev/shm/containerflow-test", prefix)) })
+		spec, _ := testbed.Spec(h)
+		l, err := tb.Listen(h, "tcp4", fmt.Sprintf("%s:%d", spec.MgmtIP, agentPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: a.Handler()}
+		go srv.Serve(l) //nolint:errcheck // closed in cleanup
+		e.agents[h], e.servers[h] = a, srv
+		e.clients[h] = NewClient(peers[h], ClientOptions{Token: token, Netns: hostNs})
+	}
+	return e
+}
+
+// runOn starts a container through the API and steers the switch to it.
+func (e *env) runOn(host string, s ContainerSpec) ContainerInfo {
+	e.t.Helper()
+	info, err := e.clients[host].Run(context.Background(), s)
+	if err != nil {
+		e.t.Fatalf("run %s on %s: %v", s.Name, host, err)
+	}
+	if err := e.tb.Steer(info.IP, net.HardwareAddr(info.MAC), host); err != nil {
+		e.t.Fatal(err)
+	}
+	return info
+}
+
+// dial connects from the client node, retrying while the server starts.
+func (e *env) dial(addr string) net.Conn {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := e.tb.Dial(testbed.Client, "tcp4", addr, time.Second)
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("dial %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// lineConn sends a line and reads one back.
+type lineConn struct {
+	t  *testing.T
+	c  net.Conn
+	rd *bufio.Reader
+}
+
+func newLineConn(t *testing.T, c net.Conn) *lineConn {
+	return &lineConn{t: t, c: c, rd: bufio.NewReader(c)}
+}
+
+func (l *lineConn) say(msg, want string) {
+	l.t.Helper()
+	_ = l.c.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := fmt.Fprintf(l.c, "%s\n", msg); err != nil {
+		l.t.Fatalf("send %q: %v", msg, err)
+	}
+	got, err := l.rd.ReadString('\n')
+	if err != nil || got != want+"\n" {
+		l.t.Fatalf("after %q: got %q, %v; want %q", msg, got, err, want)
+	}
+}

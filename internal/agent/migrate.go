@@ -1,0 +1,370 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/containerflow/containerflow/internal/cnet"
+	"github.com/containerflow/containerflow/internal/migration"
+	"github.com/containerflow/containerflow/internal/runtime"
+)
+
+// MigrateRequest asks the source agent to move a container.
+type MigrateRequest struct {
+	To string `json:"to"` // destination host name (a peer)
+	// QuiesceSignal (e.g. 12 for SIGUSR2) is sent before the freeze and
+	// again after the move; 0 sends nothing.
+	QuiesceSignal int `json:"quiesce_signal,omitempty"`
+	// DrainTimeoutMs bounds the wait for send queues to empty before the
+	// freeze; 0 skips the wait.
+	DrainTimeoutMs int `json:"drain_timeout_ms,omitempty"`
+}
+
+// PrepareRequest pre-stages an incoming container on the destination.
+type PrepareRequest struct {
+	Spec         ContainerSpec `json:"spec"`
+	ResumeSignal int           `json:"resume_signal,omitempty"`
+	From         string        `json:"from"`
+}
+
+type incoming struct {
+	resumeSignal int
+	dir          string
+}
+
+// faults lets tests break a migration at a chosen point, on the real path.
+type faults struct {
+	cutStreamAt int64 // close the image stream after this many bytes (0: off)
+	corruptAt   int64 // flip one byte at this offset of the stream (0: off)
+	afterSend   func()
+}
+
+// Migrate moves a container to another host and returns its timing record.
+// A second request for a container that is already migrating is refused
+// with ErrConflict.
+func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*migration.Record, error) {
+	if req.To == a.cfg.Name {
+		return nil, fmt.Errorf("%w: %s is already on %s", ErrBadRequest, name, req.To)
+	}
+	peer, ok := a.cfg.Peers[req.To]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown destination host %q", ErrNotFound, req.To)
+	}
+	if req.QuiesceSignal < 0 || req.QuiesceSignal > 64 || req.DrainTimeoutMs < 0 {
+		return nil, fmt.Errorf("%w: quiesce_signal must be 0-64 and drain_timeout_ms >= 0", ErrBadRequest)
+	}
+	a.mu.Lock()
+	e, ok := a.containers[name]
+	switch {
+	case !ok:
+		a.mu.Unlock()
+		return nil, fmt.Errorf("%w: container %s on %s", ErrNotFound, name, a.cfg.Name)
+	case e.info.State != StateRunning:
+		a.mu.Unlock()
+		return nil, fmt.Errorf("%w: container %s is %s", ErrConflict, name, e.info.State)
+	}
+	e.info.State = StateMigrating
+	spec := e.info.ContainerSpec
+	a.mu.Unlock()
+
+	dir := filepath.Join(a.cfg.ImagesDir, name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	src := &localSource{a: a, spec: spec, req: req, dir: dir}
+	dst := &remoteDest{c: a.peerClient(peer), name: name, prep: PrepareRequest{Spec: spec, ResumeSignal: req.QuiesceSignal, From: a.cfg.Name}, f: &a.faults}
+	plan := migration.Plan{
+		Container: name, From: a.cfg.Name, To: req.To, ImagesDir: dir,
+		Source: src, Dest: dst,
+		Switch: steerFunc(func(ctx context.Context) error {
+			return a.cfg.Steerer.Steer(ctx, spec.IP, net.HardwareAddr(spec.MAC), req.To)
+		}),
+	}
+	rec, err := migration.Run(ctx, plan)
+	_ = os.RemoveAll(dir)
+	switch rec.Status {
+	case migration.StatusSuccess:
+		a.log.Info("migrated", "name", name, "to", req.To, "time_to_ready_ms", rec.TimeToReadyMs, "total_ms", rec.TotalMs)
+	case migration.StatusRolledBack:
+		a.mu.Lock()
+		e.info.State = StateRunning
+		if st, serr := a.rt.State(context.Background(), name); serr == nil {
+			e.info.Pid = st.Pid
+		}
+		a.mu.Unlock()
+		a.log.Warn("migration rolled back", "name", name, "to", req.To, "err", err)
+	default:
+		a.log.Error("migration failed, container lost", "name", name, "to", req.To, "err", err)
+		_ = a.discard(context.Background(), name)
+	}
+	return rec, err
+}
+
+type steerFunc func(context.Context) error
+
+func (f steerFunc) Steer(ctx context.Context) error { return f(ctx) }
+
+// localSource is the migration's view of this agent as the source.
+type localSource struct {
+	a        *Agent
+	spec     ContainerSpec
+	req      MigrateRequest
+	dir      string
+	signaled bool
+}
+
+func (s *localSource) Quiesce(ctx context.Context) error {
+	if s.req.QuiesceSignal != 0 {
+		if err := s.a.rt.Signal(ctx, s.spec.Name, syscall.Signal(s.req.QuiesceSignal)); err != nil {
+			return err
+		}
+		s.signaled = true
+	}
+	if s.req.DrainTimeoutMs > 0 {
+		left, err := waitDrained(ctx, s.a.netns(s.spec.Name), time.Duration(s.req.DrainTimeoutMs)*time.Millisecond)
+		if err != nil {
+			return fmt.Errorf("wait for send queues: %w", err)
+		}
+		if left > 0 {
+			// Not fatal: CRIU dumps queued data with the socket.
+			s.a.log.Info("send queues not drained", "name", s.spec.Name, "bytes", left)
+		}
+	}
+	return nil
+}
+
+func (s *localSource) Resume(ctx context.Context) error {
+	if !s.signaled {
+		return nil
+	}
+	return s.a.rt.Signal(ctx, s.spec.Name, syscall.Signal(s.req.QuiesceSignal))
+}
+
+func (s *localSource) Freeze(context.Context) error { return s.a.rt.Freeze(s.spec.Name, 5*time.Second) }
+
+func (s *localSource) Thaw(context.Context) error {
+	err := s.a.rt.Thaw(s.spec.Name)
+	if errors.Is(err, runtime.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (s *localSource) opts(dir string) runtime.CheckpointOpts {
+	return runtime.CheckpointOpts{ImagesDir: filepath.Join(dir, "images"), WorkDir: filepath.Join(dir, "work")}
+}
+
+func (s *localSource) Checkpoint(ctx context.Context, dir string) (int64, error) {
+	o := s.opts(dir)
+	if err := s.a.rt.Checkpoint(ctx, s.spec.Name, o); err != nil {
+		return 0, err
+	}
+	return dirSize(o.ImagesDir), nil
+}
+
+func (s *localSource) Running(ctx context.Context) bool {
+	st, err := s.a.rt.State(ctx, s.spec.Name)
+	return err == nil && (st.Status == "running" || st.Status == "paused")
+}
+
+func (s *localSource) RestoreLocal(ctx context.Context, dir string) error {
+	o := s.opts(dir)
+	o.WorkDir = filepath.Join(dir, "work-rollback")
+	if _, err := s.a.rt.Restore(ctx, s.a.runtimeSpec(s.spec), o); err != nil {
+		return err
+	}
+	return cnet.RemoveCRIULocks(s.a.netns(s.spec.Name))
+}
+
+func (s *localSource) Finish(ctx context.Context) error {
+	err := s.a.rt.Delete(ctx, s.spec.Name)
+	if derr := cnet.Delete(s.a.netns(s.spec.Name)); err == nil {
+		err = derr
+	}
+	s.a.release(s.spec.Name)
+	return err
+}
+
+// remoteDest is the migration's view of the destination agent.
+type remoteDest struct {
+	c    *Client
+	name string
+	prep PrepareRequest
+	f    *faults
+}
+
+func (d *remoteDest) Prepare(ctx context.Context) error {
+	return d.c.do(ctx, "POST", "/v1/migrations", d.prep, nil)
+}
+
+func (d *remoteDest) TransferAndRestore(ctx context.Context, dir string) (migration.DestReport, error) {
+	pr, pw := io.Pipe()
+	go func() {
+		var w io.Writer = pw
+		if d.f.cutStreamAt > 0 || d.f.corruptAt > 0 {
+			w = &faultyWriter{w: pw, f: d.f}
+		}
+		_, err := sendImages(filepath.Join(dir, "images"), w)
+		if errors.Is(err, errCut) {
+			err = io.ErrUnexpectedEOF
+		}
+		pw.CloseWithError(err)
+		if d.f.afterSend != nil {
+			d.f.afterSend()
+		}
+	}()
+	var rep migration.DestReport
+	err := d.c.doStream(ctx, "/v1/migrations/"+d.name+"/images", pr, &rep)
+	pr.Close()
+	return rep, err
+}
+
+func (d *remoteDest) Commit(ctx context.Context) error {
+	return d.c.do(ctx, "POST", "/v1/migrations/"+d.name+"/commit", nil, nil)
+}
+
+func (d *remoteDest) Abort(ctx context.Context) error {
+	return d.c.do(ctx, "POST", "/v1/migrations/"+d.name+"/abort", nil, nil)
+}
+
+var errCut = errors.New("stream cut (fault injection)")
+
+type faultyWriter struct {
+	w   io.Writer
+	f   *faults
+	off int64
+}
+
+func (fw *faultyWriter) Write(p []byte) (int, error) {
+	if c := fw.f.corruptAt; c > 0 && fw.off <= c && c < fw.off+int64(len(p)) {
+		q := append([]byte(nil), p...)
+		q[c-fw.off] ^= 0xff
+		p = q
+	}
+	if c := fw.f.cutStreamAt; c > 0 && fw.off+int64(len(p)) > c {
+		n, _ := fw.w.Write(p[:c-fw.off])
+		fw.off += int64(n)
+		return n, errCut
+	}
+	n, err := fw.w.Write(p)
+	fw.off += int64(n)
+	return n, err
+}
+
+// Destination side.
+
+func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest) error {
+	s := req.Spec
+	if err := a.validate(&s); err != nil {
+		return err
+	}
+	e, err := a.reserve(s, StateIncoming)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(a.cfg.ImagesDir, "in-"+s.Name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	e.incoming = &incoming{resumeSignal: req.ResumeSignal, dir: dir}
+	fail := func(err error) error {
+		_ = cnet.Delete(a.netns(s.Name))
+		_ = os.RemoveAll(dir)
+		a.release(s.Name)
+		return err
+	}
+	if err := a.createNetns(s); err != nil {
+		return fail(fmt.Errorf("network for incoming %s: %w", s.Name, err))
+	}
+	// Locked until commit: nothing reaches or leaves the restored
+	// container before the switch points here.
+	if err := cnet.Lock(a.netns(s.Name)); err != nil {
+		return fail(err)
+	}
+	if err := a.rt.PrepareBundle(a.runtimeSpec(s)); err != nil {
+		return fail(err)
+	}
+	a.log.Info("incoming container staged", "name", s.Name, "from", req.From)
+	return nil
+}
+
+func (a *Agent) incomingEntry(name string) (*entry, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.containers[name]
+	if !ok || e.incoming == nil {
+		return nil, fmt.Errorf("%w: no incoming migration of %s on %s", ErrNotFound, name, a.cfg.Name)
+	}
+	return e, nil
+}
+
+func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Reader) (migration.DestReport, error) {
+	e, err := a.incomingEntry(name)
+	if err != nil {
+		return migration.DestReport{}, err
+	}
+	in := e.incoming
+	t0 := time.Now()
+	n, err := receiveImages(body, filepath.Join(in.dir, "images"))
+	if err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			return migration.DestReport{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		return migration.DestReport{}, err
+	}
+	t1 := time.Now()
+	o := runtime.CheckpointOpts{ImagesDir: filepath.Join(in.dir, "images"), WorkDir: filepath.Join(in.dir, "work")}
+	pid, err := a.rt.Restore(ctx, a.runtimeSpec(e.info.ContainerSpec), o)
+	if err != nil {
+		return migration.DestReport{}, err
+	}
+	t2 := time.Now()
+	a.mu.Lock()
+	e.info.Pid = pid
+	a.mu.Unlock()
+	return migration.DestReport{Bytes: n, Transfer: t1.Sub(t0), Restore: t2.Sub(t1), RestoredAt: t2}, nil
+}
+
+func (a *Agent) commitIncoming(ctx context.Context, name string) error {
+	e, err := a.incomingEntry(name)
+	if err != nil {
+		return err
+	}
+	ns := a.netns(name)
+	if err := cnet.Unlock(ns); err != nil {
+		return err
+	}
+	_ = cnet.RemoveCRIULocks(ns)
+	if sig := e.incoming.resumeSignal; sig != 0 {
+		if err := a.rt.Signal(ctx, name, syscall.Signal(sig)); err != nil {
+			a.log.Warn("resume signal failed", "name", name, "err", err)
+		}
+	}
+	_ = os.RemoveAll(e.incoming.dir)
+	a.mu.Lock()
+	e.incoming = nil
+	e.info.State = StateRunning
+	e.info.Started = time.Now().UTC()
+	spec := e.info.ContainerSpec
+	a.mu.Unlock()
+	return a.saveSpec(spec)
+}
+
+func (a *Agent) abortIncoming(ctx context.Context, name string) error {
+	e, err := a.incomingEntry(name)
+	if err != nil {
+		return err
+	}
+	dir := e.incoming.dir
+	err = a.discard(ctx, name)
+	_ = os.RemoveAll(dir)
+	a.log.Info("incoming migration aborted", "name", name)
+	return err
+}
+
+// MigrationResult wraps the record a migrate call returns.
+type MigrationResult struct {
+	Record migration.Record
+}
