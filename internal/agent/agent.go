@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -127,7 +128,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.PrefixLen = 24
 	}
 	if cfg.ImagesDir == "" {
-		cfg.ImagesDir = filepath.Join("/dev/shm/containerflow", filepath.Base(cfg.NetnsPrefix+cfg.Name))
+		cfg.ImagesDir = filepath.Join("/dev/shm/containerflow", strings.TrimSuffix(cfg.NetnsPrefix, "-"))
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -139,7 +140,9 @@ func New(cfg Config) (*Agent, error) {
 		}
 		cfg.CRIU = b.Path
 	}
-	rt, err := runtime.New(cfg.NetnsPrefix+cfg.Name, filepath.Join(cfg.StateDir, "runtime"), cfg.CRIU)
+	// The runtime ID names the containers' cgroups, which must not clash
+	// between two agents on one machine.
+	rt, err := runtime.New(strings.TrimSuffix(cfg.NetnsPrefix, "-"), filepath.Join(cfg.StateDir, "runtime"), cfg.CRIU)
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +258,12 @@ func (a *Agent) Run(ctx context.Context, s ContainerSpec) (ContainerInfo, error)
 	}
 	if err := a.saveSpec(s); err != nil {
 		return fail(err)
+	}
+	// Placing a container on a host means its address routes there.
+	if a.cfg.Steerer != nil {
+		if err := a.cfg.Steerer.Steer(ctx, s.IP, net.HardwareAddr(s.MAC), a.cfg.Name); err != nil {
+			return fail(fmt.Errorf("steer %s to %s: %w", s.IP, a.cfg.Name, err))
+		}
 	}
 	a.mu.Lock()
 	e.info.Pid, e.info.Started = pid, time.Now().UTC()

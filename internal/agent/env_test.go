@@ -85,14 +85,13 @@ func newEnv(t *testing.T) *env {
 		hostNs, _ := tb.Netns(h)
 		dir := filepath.Join(t.TempDir(), h)
 		a, err := New(Config{
-			Name: h, StateDir: dir, ImagesDir: filepath.Join("/dev/shm/containerflow-test", prefix, h),
+			Name: h, StateDir: dir, // images in /dev/shm/containerflow/PREFIX-HOST, removed by testbed.Down
 			NetnsPrefix: prefix + "-" + h + "-", HostNetns: hostNs, Uplink: testbed.UplinkIf,
 			PrefixLen: testbed.DataNet.Bits(), Peers: peers, Steerer: e.steer, Token: token, CRIU: b.Path,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { os.RemoveAll(filepath.Join("/dev/shm/containerflow-test", prefix)) })
 		spec, _ := testbed.Spec(h)
 		l, err := tb.Listen(h, "tcp4", fmt.Sprintf("%s:%d", spec.MgmtIP, agentPort))
 		if err != nil {
@@ -106,15 +105,12 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-// runOn starts a container through the API and steers the switch to it.
+// runOn starts a container through the API (which steers the switch).
 func (e *env) runOn(host string, s ContainerSpec) ContainerInfo {
 	e.t.Helper()
 	info, err := e.clients[host].Run(context.Background(), s)
 	if err != nil {
 		e.t.Fatalf("run %s on %s: %v", s.Name, host, err)
-	}
-	if err := e.tb.Steer(info.IP, net.HardwareAddr(info.MAC), host); err != nil {
-		e.t.Fatal(err)
 	}
 	return info
 }

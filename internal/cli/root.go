@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -53,7 +54,7 @@ machine.`,
 	}
 	root.PersistentFlags().StringVar(&g.prefix, "prefix", defPrefix, "testbed name prefix (env CFLOW_PREFIX); every namespace of the testbed starts with PREFIX-")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newVersionCmd(), newDoctorCmd(), newTestbedCmd(g))
+	root.AddCommand(newVersionCmd(), newDoctorCmd(), newTestbedCmd(g), newAgentCmd(), newContainerCmd(g), newMigrateCmd(g))
 	return root
 }
 
@@ -97,4 +98,8 @@ func printVersion(w io.Writer) {
 		fmt.Fprintf(w, " (%s)", rev)
 	}
 	fmt.Fprintf(w, " %s\n", goV)
+}
+
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
 }

@@ -22,19 +22,7 @@ edge node linked to its own port of the switch. Data network 198.18.0.0/24,
 management network 198.19.0.0/24; nothing is routed outside.`,
 	}
 	cmd.AddCommand(
-		&cobra.Command{
-			Use:   "up",
-			Short: "Create the testbed",
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				tb, err := testbed.Up(testbed.Config{Prefix: g.prefix})
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "testbed %s is up (state in %s)\n", tb.Prefix, tb.Dir())
-				return nil
-			},
-		},
+		newTestbedUpCmd(g),
 		&cobra.Command{
 			Use:   "down",
 			Short: "Remove the testbed and anything left of it (idempotent)",
@@ -155,5 +143,32 @@ func newTestbedSmokeCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&keep, "keep", false, "leave the testbed up afterwards")
+	return cmd
+}
+
+func newTestbedUpCmd(g *globals) *cobra.Command {
+	var noAgents bool
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Create the testbed and start one agent per host",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := testbed.Config{Prefix: g.prefix}
+			if !noAgents {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				cfg.AgentBinary = exe
+			}
+			tb, err := testbed.Up(cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "testbed %s is up (state in %s)\n", tb.Prefix, tb.Dir())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&noAgents, "no-agents", false, "do not start the host agents")
 	return cmd
 }

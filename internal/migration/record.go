@@ -140,4 +140,3 @@ func Keys() []string {
 	}
 	return out
 }
-

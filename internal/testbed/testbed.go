@@ -27,6 +27,9 @@ const DefaultPrefix = "cf"
 // Config selects what Up builds.
 type Config struct {
 	Prefix string
+	// AgentBinary, when set, is the cflow binary Up starts one agent per
+	// host with (`cflow agent serve`).
+	AgentBinary string
 }
 
 // Testbed is a handle on a built testbed. It holds no open resources, so it
@@ -79,6 +82,9 @@ func Up(cfg Config) (tb *Testbed, err error) {
 		steps = append(steps, func() error { return tb.makeNode(n.Name) }, func() error { return tb.linkNode(n) })
 	}
 	steps = append(steps, tb.saveState)
+	if cfg.AgentBinary != "" {
+		steps = append(steps, func() error { return tb.StartAgents(cfg.AgentBinary) })
+	}
 	for i, step := range steps {
 		if i == crashAfterStep {
 			return nil, errSimulatedCrash
@@ -136,6 +142,9 @@ func Down(prefix string) error {
 		if err := nsrun.Delete(n); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := removeHostLeftovers(prefix); err != nil {
+		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(filepath.Join(RunDir, prefix)); err != nil {
 		errs = append(errs, err)

@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/containerflow/containerflow/internal/agent"
+	"github.com/containerflow/containerflow/internal/testbed"
+)
+
+func newAgentCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "agent", Short: "Run the per-host agent that runs, checkpoints and migrates containers"}
+	var (
+		cfg       agent.Config
+		listen    string
+		socket    string
+		peers     []string
+		switchArg string
+		tokenFile string
+		noAuth    bool
+	)
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the agent API (HTTP on --listen and/or a unix socket)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if listen == "" && socket == "" {
+				return errors.New("give --listen ADDR:PORT and/or --socket PATH")
+			}
+			cfg.Peers = map[string]string{}
+			for _, p := range peers {
+				name, url, ok := strings.Cut(p, "=")
+				if !ok || name == "" || !strings.HasPrefix(url, "http") {
+					return fmt.Errorf("--peer %q: want NAME=http://ADDR:PORT", p)
+				}
+				cfg.Peers[name] = url
+			}
+			tok, err := loadToken(tokenFile, noAuth)
+			if err != nil {
+				return err
+			}
+			cfg.Token = tok
+			st, err := steererFor(switchArg)
+			if err != nil {
+				return err
+			}
+			cfg.Steerer = st
+			cfg.Log = slog.Default()
+			if exe, err := os.Executable(); err == nil && cfg.BinDir == "" {
+				cfg.BinDir = filepath.Dir(exe)
+			}
+			a, err := agent.New(cfg)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{Handler: a.Handler()}
+			errc := make(chan error, 2)
+			if listen != "" {
+				l, err := net.Listen("tcp", listen)
+				if err != nil {
+					return err
+				}
+				go func() { errc <- srv.Serve(l) }()
+			}
+			if socket != "" {
+				_ = os.Remove(socket)
+				l, err := net.Listen("unix", socket)
+				if err != nil {
+					return err
+				}
+				_ = os.Chmod(socket, 0o600)
+				go func() { errc <- srv.Serve(l) }()
+			}
+			slog.Info("agent serving", "name", cfg.Name, "listen", listen, "socket", socket, "peers", cfg.Peers)
+			select {
+			case <-cmd.Context().Done():
+				return srv.Shutdown(context.Background())
+			case err := <-errc:
+				return err
+			}
+		},
+	}
+	f := serve.Flags()
+	f.StringVar(&cfg.Name, "name", "", "this host's name (required)")
+	f.StringVar(&listen, "listen", "", "TCP address of the API, e.g. 198.19.0.11:7070")
+	f.StringVar(&socket, "socket", "", "unix socket of the API")
+	f.StringVar(&cfg.StateDir, "state-dir", "", "directory for bundles, runc state, logs (required)")
+	f.StringVar(&cfg.ImagesDir, "images-dir", "", "checkpoint image directory (default /dev/shm/containerflow/ID)")
+	f.StringVar(&cfg.Uplink, "uplink", "eth0", "interface container macvlans attach to")
+	f.IntVar(&cfg.PrefixLen, "prefix-len", 24, "prefix length of container addresses")
+	f.StringVar(&cfg.NetnsPrefix, "netns-prefix", "", "prefix of container namespace names (required)")
+	f.StringArrayVar(&peers, "peer", nil, "another host's agent, NAME=URL (repeatable)")
+	f.StringVar(&switchArg, "switch", "", "how to steer traffic: bridge:TESTBED_PREFIX (the testbed's bridge); empty: do not steer")
+	f.StringVar(&tokenFile, "token-file", "", "file with the bearer token for writes (or env CFLOW_TOKEN)")
+	f.BoolVar(&noAuth, "no-auth", false, "accept writes without a token")
+	for _, req := range []string{"name", "state-dir", "netns-prefix"} {
+		_ = serve.MarkFlagRequired(req)
+	}
+	cmd.AddCommand(serve)
+	return cmd
+}
+
+func loadToken(file string, noAuth bool) (string, error) {
+	if noAuth {
+		return "", nil
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("token file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	if t := os.Getenv("CFLOW_TOKEN"); t != "" {
+		return t, nil
+	}
+	return "", errors.New("no token: give --token-file, set CFLOW_TOKEN, or pass --no-auth explicitly")
+}
+
+// bridgeSteerer steers through an emulated testbed's bridge.
+type bridgeSteerer struct{ tb *testbed.Testbed }
+
+func (b bridgeSteerer) Steer(_ context.Context, ip netip.Addr, mac net.HardwareAddr, host string) error {
+	return b.tb.Steer(ip, mac, host)
+}
+
+func steererFor(arg string) (agent.Steerer, error) {
+	switch {
+	case arg == "":
+		return nil, nil
+	case strings.HasPrefix(arg, "bridge:"):
+		tb, err := testbed.Open(strings.TrimPrefix(arg, "bridge:"))
+		if err != nil {
+			return nil, err
+		}
+		return bridgeSteerer{tb}, nil
+	}
+	return nil, fmt.Errorf("--switch %q: want bridge:PREFIX", arg)
+}

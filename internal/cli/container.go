@@ -1,0 +1,257 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/containerflow/containerflow/internal/agent"
+	"github.com/containerflow/containerflow/internal/migration"
+	"github.com/containerflow/containerflow/internal/testbed"
+)
+
+// agents returns a client per host of the testbed named by --prefix.
+func agents(g *globals) (map[string]*agent.Client, error) {
+	tb, err := testbed.Open(g.prefix)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tb.Token()
+	if err != nil {
+		return nil, fmt.Errorf("%w (was the testbed started with agents? `cflow testbed up` starts them)", err)
+	}
+	out := map[string]*agent.Client{}
+	for _, h := range testbed.Hosts {
+		out[h] = agent.NewClient("unix://"+tb.AgentSocket(h), agent.ClientOptions{Token: tok})
+	}
+	return out, nil
+}
+
+func hostClient(g *globals, host string) (*agent.Client, error) {
+	cs, err := agents(g)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := cs[host]
+	if !ok {
+		return nil, fmt.Errorf("unknown host %q (hosts: hostA, hostB)", host)
+	}
+	return c, nil
+}
+
+// findContainer returns the host that runs a container.
+func findContainer(cmd *cobra.Command, g *globals, name string) (string, *agent.Client, error) {
+	cs, err := agents(g)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, h := range testbed.Hosts {
+		if _, err := cs[h].Get(cmd.Context(), name); err == nil {
+			return h, cs[h], nil
+		}
+	}
+	return "", nil, fmt.Errorf("container %q is not running on any host", name)
+}
+
+func newContainerCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "container", Short: "Run, list, inspect and remove containers on the testbed's hosts"}
+	var (
+		host, name, ip, mac string
+		env                 []string
+	)
+	run := &cobra.Command{
+		Use:   "run --host H --name N --ip IP [--mac MAC] [--env K=V] -- CMD [ARGS...]",
+		Short: "Run a program (any program installed on the host, or the project's own) in a container",
+		Long: `Runs CMD in a new container on host H, with its own network namespace holding
+IP and MAC on the host's uplink, and steers the switch to it. The container sees
+the host's /usr and /etc read-only, tmpfs on /tmp, /run and /var/tmp, and the
+cflow binaries at /opt/cflow/bin.`,
+		Example: `  cflow container run --host hostA --name web --ip 198.18.0.2 -- python3 -m http.server 8080`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr, err := netip.ParseAddr(ip)
+			if err != nil {
+				return fmt.Errorf("--ip %q: %w", ip, err)
+			}
+			spec := agent.ContainerSpec{Name: name, IP: addr, Args: args, Env: env}
+			if mac != "" {
+				hw, err := net.ParseMAC(mac)
+				if err != nil {
+					return fmt.Errorf("--mac %q: %w", mac, err)
+				}
+				spec.MAC = agent.MAC(hw)
+			}
+			c, err := hostClient(g, host)
+			if err != nil {
+				return err
+			}
+			info, err := c.Run(cmd.Context(), spec)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s running on %s: %s %s pid %d\n", info.Name, info.Host, info.IP, info.MAC, info.Pid)
+			return nil
+		},
+	}
+	run.Flags().StringVar(&host, "host", "", "host to run on (hostA, hostB)")
+	run.Flags().StringVar(&name, "name", "", "container name")
+	run.Flags().StringVar(&ip, "ip", "", "container IPv4 address (198.18.0.2-254 on the testbed)")
+	run.Flags().StringVar(&mac, "mac", "", "container MAC (default 02:42 + the IP's bytes)")
+	run.Flags().StringArrayVar(&env, "env", nil, "environment variable K=V (repeatable)")
+	for _, f := range []string{"host", "name", "ip"} {
+		_ = run.MarkFlagRequired(f)
+	}
+
+	var asJSON bool
+	ls := &cobra.Command{
+		Use: "ls", Short: "List containers on every host", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cs, err := agents(g)
+			if err != nil {
+				return err
+			}
+			var all []agent.ContainerInfo
+			for _, h := range testbed.Hosts {
+				l, err := cs[h].List(cmd.Context())
+				if err != nil {
+					return fmt.Errorf("%s: %w", h, err)
+				}
+				all = append(all, l...)
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(all)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tHOST\tSTATE\tIP\tMAC\tPID\tCOMMAND")
+			for _, c := range all {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Name, c.Host, c.State, c.IP, c.MAC, c.Pid, truncate(fmt.Sprint(c.Args), 40))
+			}
+			return tw.Flush()
+		},
+	}
+	ls.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	logs := &cobra.Command{
+		Use: "logs NAME", Short: "Print a container's output", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, c, err := findContainer(cmd, g, args[0])
+			if err != nil {
+				return err
+			}
+			b, err := c.Logs(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+	rm := &cobra.Command{
+		Use: "rm NAME", Short: "Stop and remove a container", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, c, err := findContainer(cmd, g, args[0])
+			if err != nil {
+				return err
+			}
+			if err := c.Remove(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s removed from %s\n", args[0], h)
+			return nil
+		},
+	}
+	cmd.AddCommand(run, ls, logs, rm)
+	return cmd
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+func newMigrateCmd(g *globals) *cobra.Command {
+	var (
+		to      string
+		req     agent.MigrateRequest
+		out     string
+		asJSON  bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "migrate NAME --to HOST",
+		Short: "Live-migrate a container, with its connections, to another host",
+		Long: `Moves container NAME to HOST: the destination is pre-staged with the same IP
+and MAC, the container is frozen and dumped with its TCP connections, the images
+are streamed to the destination and restored, the switch is pointed there, and
+the source is removed. On any failure before the switch update the container
+keeps running on its host with its connections. Prints the timing record.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			from, c, err := findContainer(cmd, g, args[0])
+			if err != nil {
+				return err
+			}
+			req.To = to
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel func()
+				ctx, cancel = contextWithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			res, err := c.Migrate(ctx, args[0], req)
+			if res != nil {
+				if out != "" {
+					if werr := writeRecord(out, &res.Record); werr != nil {
+						return werr
+					}
+				}
+				if asJSON {
+					_ = json.NewEncoder(cmd.OutOrStdout()).Encode(res.Record)
+				} else {
+					printRecord(cmd, from, &res.Record)
+				}
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "destination host")
+	cmd.Flags().IntVar(&req.QuiesceSignal, "quiesce-signal", 0, "signal sent before the freeze and after the move (e.g. 12 = SIGUSR2); 0: none")
+	cmd.Flags().IntVar(&req.DrainTimeoutMs, "drain-timeout-ms", 0, "wait up to this long for TCP send queues to drain before the freeze")
+	cmd.Flags().StringVar(&out, "out", "", "directory to write migration_timing_N.txt/.json into")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the timing record as JSON")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up (and roll back) after this long")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func printRecord(cmd *cobra.Command, from string, r *migration.Record) {
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "%s: %s -> %s %s\n", r.Container, from, r.TargetNode, r.Status)
+	fmt.Fprintf(w, "  prepare %.1f ms, freeze %.1f ms, checkpoint %.1f ms (%d bytes), transfer %.1f ms, restore %.1f ms, switch %.1f ms, resume %.1f ms\n",
+		r.PrepareMs, r.FreezeMs, r.CheckpointMs, r.CheckpointB, r.TransferMs, r.RestoreMs, r.SwitchMs, r.ResumeMs)
+	fmt.Fprintf(w, "  time to ready %.1f ms, total %.1f ms\n", r.TimeToReadyMs, r.TotalMs)
+	if r.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", r.Error)
+	}
+}
+
+// writeRecord writes the next migration_timing_N.{txt,json} in dir.
+func writeRecord(dir string, r *migration.Record) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for n := 1; ; n++ {
+		base := filepath.Join(dir, fmt.Sprintf("migration_timing_%d", n))
+		if _, err := os.Stat(base + ".txt"); os.IsNotExist(err) {
+			return r.WriteFiles(base)
+		}
+	}
+}

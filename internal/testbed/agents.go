@@ -1,0 +1,169 @@
+package testbed
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerflow/containerflow/internal/nsrun"
+)
+
+// AgentPort is where host agents listen on the management network.
+const AgentPort = 7070
+
+// AgentURL is a host agent's address on the management network.
+func AgentURL(host string) string {
+	s, _ := Spec(host)
+	return fmt.Sprintf("http://%s:%d", s.MgmtIP, AgentPort)
+}
+
+// HostDir is a host's state directory (agent socket, log, containers).
+func (tb *Testbed) HostDir(host string) string { return filepath.Join(tb.Dir(), host) }
+
+// AgentSocket is the agent's unix socket, reachable from outside the
+// testbed's namespaces (the CLI uses it).
+func (tb *Testbed) AgentSocket(host string) string {
+	return filepath.Join(tb.HostDir(host), "agent.sock")
+}
+
+// TokenFile holds the bearer token of the testbed's agents.
+func (tb *Testbed) TokenFile() string { return filepath.Join(tb.Dir(), "token") }
+
+// Token reads the agents' bearer token.
+func (tb *Testbed) Token() (string, error) {
+	b, err := os.ReadFile(tb.TokenFile())
+	if err != nil {
+		return "", fmt.Errorf("testbed %s token: %w", tb.Prefix, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// ContainerNetnsPrefix is what an agent on host prefixes its containers'
+// namespaces with, so Down finds them.
+func (tb *Testbed) ContainerNetnsPrefix(host string) string { return tb.Prefix + "-" + host + "-" }
+
+// StartAgents runs `BIN agent serve` in each host's namespace, steering
+// through this testbed's switch, and waits until each answers.
+func (tb *Testbed) StartAgents(bin string) error {
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		return err
+	}
+	if err := os.WriteFile(tb.TokenFile(), []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
+		return err
+	}
+	for _, h := range Hosts {
+		dir := tb.HostDir(h)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		args := []string{"agent", "serve", "--name", h,
+			"--listen", strings.TrimPrefix(AgentURL(h), "http://"), "--socket", tb.AgentSocket(h),
+			"--state-dir", dir, "--uplink", UplinkIf, "--netns-prefix", tb.ContainerNetnsPrefix(h),
+			"--switch", "bridge:" + tb.Prefix, "--token-file", tb.TokenFile()}
+		for _, p := range Hosts {
+			if p != h {
+				args = append(args, "--peer", p+"="+AgentURL(p))
+			}
+		}
+		logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		ns, _ := tb.Netns(h)
+		err = nsrun.Start(ns, cmd)
+		logf.Close()
+		if err != nil {
+			return fmt.Errorf("start agent on %s: %w", h, err)
+		}
+		go cmd.Wait() //nolint:errcheck // reap it if we outlive it
+	}
+	for _, h := range Hosts {
+		if err := waitSocket(tb.AgentSocket(h), 15*time.Second); err != nil {
+			return fmt.Errorf("agent on %s did not come up (see %s): %w", h, filepath.Join(tb.HostDir(h), "agent.log"), err)
+		}
+	}
+	return nil
+}
+
+func waitSocket(path string, timeout time.Duration) error {
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", path)
+	}}, Timeout: time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := hc.Get("http://agent/v1/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = errors.New(resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// removeHostLeftovers deletes what containers leave outside namespaces:
+// cgroups under every hierarchy and checkpoint images in /dev/shm. Called
+// by Down after every process is dead.
+func removeHostLeftovers(prefix string) error {
+	var errs []error
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/containerflow/" + prefix + "-*")
+	more, _ := filepath.Glob("/sys/fs/cgroup/containerflow/" + prefix + "-*")
+	for _, r := range append(roots, more...) {
+		if err := rmdirTree(r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	shm, _ := filepath.Glob("/dev/shm/containerflow/" + prefix + "-*")
+	for _, d := range shm {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rmdirTree removes a cgroup directory tree bottom-up (cgroup files cannot
+// be unlinked, only their directories removed).
+func rmdirTree(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			if err := rmdirTree(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	var last error
+	for i := 0; i < 50; i++ { // a cgroup is busy until its last task is reaped
+		if last = syscall.Rmdir(dir); last == nil || errors.Is(last, syscall.ENOENT) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("remove cgroup %s: %w", dir, last)
+}
