@@ -18,6 +18,7 @@ import (
 
 	"github.com/containerflow/containerflow/internal/cnet"
 	"github.com/containerflow/containerflow/internal/criu"
+	"github.com/containerflow/containerflow/internal/nsrun"
 	"github.com/containerflow/containerflow/internal/runtime"
 )
 
@@ -47,6 +48,10 @@ type Config struct {
 	Token       string // bearer token for writes; "" disables auth
 	CRIU        string // CRIU binary; found with criu.Find when empty
 	BinDir      string // host directory bind-mounted read-only at /opt/cflow/bin
+	// CRIUTimeout bounds one checkpoint or restore (default 20 s). A CRIU
+	// that dies mid-restore can leave runc waiting forever on the
+	// half-restored tasks; the timeout turns that into a rollback.
+	CRIUTimeout time.Duration
 	Log         *slog.Logger
 }
 
@@ -127,6 +132,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.PrefixLen == 0 {
 		cfg.PrefixLen = 24
 	}
+	if cfg.CRIUTimeout == 0 {
+		cfg.CRIUTimeout = 20 * time.Second
+	}
 	if cfg.ImagesDir == "" {
 		cfg.ImagesDir = filepath.Join("/dev/shm/containerflow", strings.TrimSuffix(cfg.NetnsPrefix, "-"))
 	}
@@ -156,11 +164,15 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
+// adopt re-registers running containers and removes what an interrupted
+// incoming migration left: namespaces and runc state with no running
+// container behind them.
 func (a *Agent) adopt() {
 	cs, err := a.rt.List(context.Background())
 	if err != nil {
 		return
 	}
+	defer a.removeStale(cs)
 	for _, c := range cs {
 		var spec ContainerSpec
 		b, err := os.ReadFile(a.specPath(c.Name))
@@ -168,6 +180,22 @@ func (a *Agent) adopt() {
 			continue
 		}
 		a.containers[c.Name] = &entry{info: ContainerInfo{ContainerSpec: spec, Host: a.cfg.Name, State: StateRunning, Pid: c.Pid, Netns: a.netns(c.Name)}}
+	}
+}
+
+func (a *Agent) removeStale(cs []runtime.Container) {
+	for _, c := range cs {
+		if _, ok := a.containers[c.Name]; !ok {
+			_ = a.rt.Delete(context.Background(), c.Name)
+		}
+	}
+	names, _ := nsrun.List(a.cfg.NetnsPrefix)
+	for _, ns := range names {
+		if _, ok := a.containers[strings.TrimPrefix(ns, a.cfg.NetnsPrefix)]; !ok {
+			a.log.Info("removing stale container namespace", "netns", ns)
+			_ = cnet.Lock(ns)
+			_ = cnet.Delete(ns)
+		}
 	}
 }
 

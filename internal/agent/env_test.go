@@ -19,8 +19,6 @@ import (
 	"github.com/containerflow/containerflow/internal/testbed"
 )
 
-const agentPort = 7070
-
 // env is a testbed with an agent on each host, run inside this test
 // process (each agent's network work happens in its host's namespace).
 type env struct {
@@ -29,7 +27,10 @@ type env struct {
 	agents  map[string]*Agent
 	clients map[string]*Client
 	servers map[string]*http.Server
+	configs map[string]Config
 	steer   *tbSteerer
+	// hook, when set, runs after every request an agent has answered.
+	hook func(host string, r *http.Request)
 }
 
 type tbSteerer struct {
@@ -53,6 +54,9 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Made before the teardown is registered, so it is removed after it:
+	// runc state must outlive the processes it describes.
+	base := t.TempDir()
 	rb := make([]byte, 3)
 	_, _ = rand.Read(rb)
 	prefix := "a" + hex.EncodeToString(rb)
@@ -60,7 +64,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, tb: tb, agents: map[string]*Agent{}, clients: map[string]*Client{}, servers: map[string]*http.Server{}, steer: &tbSteerer{tb: tb}}
+	e := &env{t: t, tb: tb, agents: map[string]*Agent{}, clients: map[string]*Client{}, servers: map[string]*http.Server{}, configs: map[string]Config{}, steer: &tbSteerer{tb: tb}}
 	t.Cleanup(func() {
 		for _, a := range e.agents {
 			a.RemoveAll(context.Background())
@@ -77,32 +81,51 @@ func newEnv(t *testing.T) *env {
 	})
 	peers := map[string]string{}
 	for _, h := range testbed.Hosts {
-		spec, _ := testbed.Spec(h)
-		peers[h] = fmt.Sprintf("http://%s:%d", spec.MgmtIP, agentPort)
+		peers[h] = testbed.AgentURL(h)
 	}
 	token := "test-token"
 	for _, h := range testbed.Hosts {
 		hostNs, _ := tb.Netns(h)
-		dir := filepath.Join(t.TempDir(), h)
-		a, err := New(Config{
+		dir := filepath.Join(base, h)
+		e.configs[h] = Config{
 			Name: h, StateDir: dir, // images in /dev/shm/containerflow/PREFIX-HOST, removed by testbed.Down
 			NetnsPrefix: prefix + "-" + h + "-", HostNetns: hostNs, Uplink: testbed.UplinkIf,
 			PrefixLen: testbed.DataNet.Bits(), Peers: peers, Steerer: e.steer, Token: token, CRIU: b.Path,
-		})
-		if err != nil {
-			t.Fatal(err)
+			CRIUTimeout: 5 * time.Second,
 		}
-		spec, _ := testbed.Spec(h)
-		l, err := tb.Listen(h, "tcp4", fmt.Sprintf("%s:%d", spec.MgmtIP, agentPort))
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &http.Server{Handler: a.Handler()}
-		go srv.Serve(l) //nolint:errcheck // closed in cleanup
-		e.agents[h], e.servers[h] = a, srv
+		e.startAgent(h)
 		e.clients[h] = NewClient(peers[h], ClientOptions{Token: token, Netns: hostNs})
 	}
 	return e
+}
+
+// startAgent (re)starts the agent of host h, serving on its management
+// address.
+func (e *env) startAgent(h string) {
+	e.t.Helper()
+	a, err := New(e.configs[h])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	spec, _ := testbed.Spec(h)
+	l, err := e.tb.Listen(h, "tcp4", fmt.Sprintf("%s:%d", spec.MgmtIP, testbed.AgentPort))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	inner := a.Handler()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner.ServeHTTP(w, r)
+		if e.hook != nil {
+			e.hook(h, r)
+		}
+	})}
+	go srv.Serve(l) //nolint:errcheck // closed in cleanup
+	e.agents[h], e.servers[h] = a, srv
+}
+
+// stopAgent closes an agent's server, as if the agent had died.
+func (e *env) stopAgent(h string) {
+	e.servers[h].Close()
 }
 
 // runOn starts a container through the API (which steers the switch).

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/containerflow/containerflow/internal/cnet"
 	"github.com/containerflow/containerflow/internal/migration"
+	"github.com/containerflow/containerflow/internal/mounts"
 	"github.com/containerflow/containerflow/internal/runtime"
 )
 
@@ -86,7 +86,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 		}),
 	}
 	rec, err := migration.Run(ctx, plan)
-	_ = os.RemoveAll(dir)
+	_ = mounts.RemoveAll(dir)
 	switch rec.Status {
 	case migration.StatusSuccess:
 		a.log.Info("migrated", "name", name, "to", req.To, "time_to_ready_ms", rec.TimeToReadyMs, "total_ms", rec.TotalMs)
@@ -161,6 +161,8 @@ func (s *localSource) opts(dir string) runtime.CheckpointOpts {
 
 func (s *localSource) Checkpoint(ctx context.Context, dir string) (int64, error) {
 	o := s.opts(dir)
+	ctx, cancel := context.WithTimeout(ctx, s.a.cfg.CRIUTimeout)
+	defer cancel()
 	if err := s.a.rt.Checkpoint(ctx, s.spec.Name, o); err != nil {
 		return 0, err
 	}
@@ -271,7 +273,7 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest) error {
 	e.incoming = &incoming{resumeSignal: req.ResumeSignal, dir: dir}
 	fail := func(err error) error {
 		_ = cnet.Delete(a.netns(s.Name))
-		_ = os.RemoveAll(dir)
+		_ = mounts.RemoveAll(dir)
 		a.release(s.Name)
 		return err
 	}
@@ -316,7 +318,9 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 	}
 	t1 := time.Now()
 	o := runtime.CheckpointOpts{ImagesDir: filepath.Join(in.dir, "images"), WorkDir: filepath.Join(in.dir, "work")}
-	pid, err := a.rt.Restore(ctx, a.runtimeSpec(e.info.ContainerSpec), o)
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.CRIUTimeout)
+	defer cancel()
+	pid, err := a.rt.Restore(rctx, a.runtimeSpec(e.info.ContainerSpec), o)
 	if err != nil {
 		return migration.DestReport{}, err
 	}
@@ -342,7 +346,7 @@ func (a *Agent) commitIncoming(ctx context.Context, name string) error {
 			a.log.Warn("resume signal failed", "name", name, "err", err)
 		}
 	}
-	_ = os.RemoveAll(e.incoming.dir)
+	_ = mounts.RemoveAll(e.incoming.dir)
 	a.mu.Lock()
 	e.incoming = nil
 	e.info.State = StateRunning
@@ -359,7 +363,7 @@ func (a *Agent) abortIncoming(ctx context.Context, name string) error {
 	}
 	dir := e.incoming.dir
 	err = a.discard(ctx, name)
-	_ = os.RemoveAll(dir)
+	_ = mounts.RemoveAll(dir)
 	a.log.Info("incoming migration aborted", "name", name)
 	return err
 }

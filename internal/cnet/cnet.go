@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -91,7 +92,25 @@ func Create(c Config) (err error) {
 }
 
 // Delete kills what runs in the namespace and removes it (idempotent).
-func Delete(nsName string) error { return nsrun.Delete(nsName) }
+// The macvlan is deleted explicitly first: the kernel tears a namespace
+// down asynchronously, and until it has, a new macvlan with the same MAC
+// on the same uplink fails with EADDRINUSE.
+func Delete(nsName string) error {
+	if !nsrun.Exists(nsName) {
+		return nil
+	}
+	if err := nsrun.KillAll(nsName, 3*time.Second); err != nil {
+		return err
+	}
+	_ = nsrun.Do(nsName, func() error {
+		l, err := netlink.LinkByName(IfName)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkDel(l)
+	})
+	return nsrun.Delete(nsName)
+}
 
 // Quiet brings loopback up and turns IPv6 off in a namespace. Loopback
 // matters beyond tidiness: CRIU's feature probe connects over it.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	runc "github.com/containerd/go-runc"
+
+	"github.com/containerflow/containerflow/internal/mounts"
 )
 
 // ErrNotFound means the runtime has no such container.
@@ -161,11 +163,20 @@ func (r *Runtime) PrepareBundle(s Spec) error {
 // bundle. Deleting a missing container is not an error.
 func (r *Runtime) Delete(ctx context.Context, name string) error {
 	err := r.runc.Delete(ctx, name, &runc.DeleteOpts{Force: true})
-	if err != nil && !strings.Contains(err.Error(), "does not exist") {
+	if err != nil && strings.Contains(err.Error(), "does not exist") {
+		err = nil
+	}
+	// A restore killed half-way leaves state that runc does not know as a
+	// container (and its criu-root bind mount); its processes die with the
+	// namespace and the cgroup, so only the directory is left to remove.
+	if rerr := mounts.RemoveAll(filepath.Join(r.runc.Root, name)); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	r.detachLog(name)
-	return os.RemoveAll(r.BundleDir(name))
+	return mounts.RemoveAll(r.BundleDir(name))
 }
 
 // Container is a container as runc sees it.

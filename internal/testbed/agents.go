@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerflow/containerflow/internal/mounts"
 	"github.com/containerflow/containerflow/internal/nsrun"
 )
 
@@ -134,7 +135,7 @@ func removeHostLeftovers(prefix string) error {
 	}
 	shm, _ := filepath.Glob("/dev/shm/containerflow/" + prefix + "-*")
 	for _, d := range shm {
-		if err := os.RemoveAll(d); err != nil {
+		if err := mounts.RemoveAll(d); err != nil {
 			errs = append(errs, err)
 		}
 	}

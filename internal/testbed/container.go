@@ -68,7 +68,7 @@ func (tb *Testbed) RemoveContainerNet(host, name string) error {
 	if err != nil {
 		return err
 	}
-	return nsrun.Delete(ns)
+	return cnet.Delete(ns)
 }
 
 // ContainerNets lists the container namespaces on host, sorted by name.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerflow/containerflow/internal/cnet"
+	"github.com/containerflow/containerflow/internal/mounts"
 	"github.com/containerflow/containerflow/internal/nsrun"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -146,7 +147,7 @@ func Down(prefix string) error {
 	if err := removeHostLeftovers(prefix); err != nil {
 		errs = append(errs, err)
 	}
-	if err := os.RemoveAll(filepath.Join(RunDir, prefix)); err != nil {
+	if err := mounts.RemoveAll(filepath.Join(RunDir, prefix)); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
