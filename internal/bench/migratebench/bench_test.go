@@ -1,0 +1,50 @@
+package migratebench_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/containerflow/containerflow/internal/bench/migratebench"
+	"github.com/containerflow/containerflow/internal/cli"
+)
+
+// The test binary doubles as the cflow binary: the testbed starts it as
+// `agent serve`, and the container runs it as `workload stream-server`.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && (os.Args[1] == "agent" || os.Args[1] == "workload" || os.Args[1] == "switch") {
+		os.Exit(cli.Execute())
+	}
+	os.Exit(m.Run())
+}
+
+// Every byte of a bidirectional stream arrives exactly once, in order,
+// across migrations in both directions, on several connections.
+func TestStreamSurvivesMigrations(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for the testbed, runc and CRIU (CI runs as root)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := migratebench.Run(context.Background(), migratebench.Options{
+		Migrations: 2, Connections: 8, Interval: 5 * time.Millisecond, Settle: 1500 * time.Millisecond,
+		Binary: self, Progress: testWriter{t},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Print(testWriter{t})
+	if res.Failed != 0 || res.ConnectionDrops != 0 || res.BytesLost != 0 || res.BytesDuplicated != 0 {
+		t.Fatalf("failed %d, drops %d %v, lost %d, duplicated %d bytes", res.Failed, res.ConnectionDrops, res.DropErrors, res.BytesLost, res.BytesDuplicated)
+	}
+	if res.BytesSent == 0 || res.DowntimeMs.N != 2 {
+		t.Fatalf("nothing measured: %+v", res)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }

@@ -1,0 +1,174 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// Gap is a silence between two consecutive arrivals on one connection.
+type Gap struct {
+	End time.Time     // arrival that ended it
+	Len time.Duration // its length
+}
+
+// ConnStats is what one connection saw.
+type ConnStats struct {
+	Sent    uint64   // client records sent
+	Echo    SeqCheck // echoes of them
+	Server  SeqCheck // the server's own records
+	Gaps    []Gap    // gaps above the threshold
+	Dropped bool     // the connection broke
+	Err     string   `json:",omitempty"`
+}
+
+// Conn drives one workload connection.
+type Conn struct {
+	c        net.Conn
+	interval time.Duration
+	minGap   time.Duration
+
+	mu      sync.Mutex
+	stats   ConnStats
+	done    chan struct{} // closed by Stop
+	written chan struct{} // closed when the writer has returned
+	wg      sync.WaitGroup
+}
+
+// Start begins sending on c and reading what comes back. Gaps shorter than
+// minGap are not kept.
+func Start(c net.Conn, interval, minGap time.Duration) *Conn {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	k := &Conn{c: c, interval: interval, minGap: minGap, done: make(chan struct{}), written: make(chan struct{})}
+	k.wg.Add(2)
+	go k.write()
+	go k.read()
+	return k
+}
+
+func (k *Conn) fail(err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.stats.Dropped {
+		k.stats.Dropped = true
+		k.stats.Err = err.Error()
+	}
+}
+
+func (k *Conn) write() {
+	defer k.wg.Done()
+	defer close(k.written)
+	t := time.NewTicker(k.interval)
+	defer t.Stop()
+	buf := make([]byte, RecordSize)
+	for {
+		select {
+		case <-k.done:
+			return
+		case now := <-t.C:
+			k.mu.Lock()
+			k.stats.Sent++
+			seq := k.stats.Sent
+			k.mu.Unlock()
+			Record{Kind: KindClient, Seq: seq, SentNs: now.UnixNano()}.Marshal(buf)
+			_ = k.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := k.c.Write(buf); err != nil {
+				k.fail(err)
+				return
+			}
+		}
+	}
+}
+
+func (k *Conn) read() {
+	defer k.wg.Done()
+	buf := make([]byte, RecordSize)
+	last := time.Now()
+	for {
+		_ = k.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		r, err := ReadRecord(k.c, buf)
+		now := time.Now()
+		if err != nil {
+			select {
+			case <-k.done: // we closed it
+			default:
+				k.fail(err)
+			}
+			return
+		}
+		k.mu.Lock()
+		if gap := now.Sub(last); gap >= k.minGap {
+			k.stats.Gaps = append(k.stats.Gaps, Gap{End: now, Len: gap})
+		}
+		last = now
+		switch r.Kind {
+		case KindEcho:
+			k.stats.Echo.See(r.Seq)
+		case KindServer:
+			k.stats.Server.See(r.Seq)
+		default:
+			k.mu.Unlock()
+			k.fail(errors.New("unexpected record kind"))
+			return
+		}
+		k.mu.Unlock()
+	}
+}
+
+// Stats returns a snapshot.
+func (k *Conn) Stats() ConnStats {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	s := k.stats
+	s.Gaps = append([]Gap(nil), k.stats.Gaps...)
+	return s
+}
+
+// Stop stops sending, waits until every sent record has been echoed (or
+// wait passes), then closes the connection and returns the final stats.
+func (k *Conn) Stop(ctx context.Context, wait time.Duration) ConnStats {
+	select {
+	case <-k.done:
+	default:
+		close(k.done)
+	}
+	// The writer finishes the record it is sending before the count of
+	// sent records is final.
+	<-k.written
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		s := k.Stats()
+		if s.Dropped || s.Echo.Next > s.Sent {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	k.c.Close()
+	k.wg.Wait()
+	return k.Stats()
+}
+
+// Unanswered is how many sent records never came back.
+func (s ConnStats) Unanswered() uint64 {
+	got := s.Echo.Received - s.Echo.Duplicated
+	if got >= s.Sent {
+		return 0
+	}
+	return s.Sent - got
+}
+
+// MaxGapIn returns the longest gap that overlaps [from, to].
+func (s ConnStats) MaxGapIn(from, to time.Time) time.Duration {
+	var m time.Duration
+	for _, g := range s.Gaps {
+		start := g.End.Add(-g.Len)
+		if g.End.After(from) && start.Before(to) && g.Len > m {
+			m = g.Len
+		}
+	}
+	return m
+}
