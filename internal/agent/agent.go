@@ -52,7 +52,10 @@ type Config struct {
 	// that dies mid-restore can leave runc waiting forever on the
 	// half-restored tasks; the timeout turns that into a rollback.
 	CRIUTimeout time.Duration
-	Log         *slog.Logger
+	// KeepImages leaves each migration's images and CRIU logs in ImagesDir
+	// (for inspection) instead of removing them.
+	KeepImages bool
+	Log        *slog.Logger
 }
 
 // ContainerSpec is what a client asks to run.

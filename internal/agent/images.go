@@ -8,53 +8,89 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 )
 
-// manifestName is the last entry of an image stream: "sha256  size  name"
-// per file. A stream without it was cut short.
+// The checkpoint stream is one tar stream of several trees, each under its
+// own top-level name (images/ for CRIU's files, rw/ for the container's
+// writable directories), ending with a manifest of "sha256  size  name"
+// for every regular file. Tar's own header checksums cover the rest; a
+// stream without the manifest was cut short.
 const manifestName = "MANIFEST.sha256"
 
-// ErrCorrupt means a received image stream failed verification.
+// ErrCorrupt means a received stream failed verification.
 var ErrCorrupt = errors.New("checkpoint images corrupted or incomplete")
 
-// sendImages writes every regular file of dir to w as a tar stream, then
-// the manifest. It returns the number of image bytes.
-func sendImages(dir string, w io.Writer) (int64, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, err
-	}
-	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+// tree is one directory sent under a top-level name.
+type tree struct {
+	name string // top-level name in the stream
+	dir  string // local directory
+}
+
+// sendTrees writes the trees and the manifest; it returns the bytes of
+// file content sent.
+func sendTrees(trees []tree, w io.Writer) (int64, error) {
 	tw := tar.NewWriter(w)
 	var manifest strings.Builder
 	var total int64
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		fi, err := e.Info()
+	for _, t := range trees {
+		err := filepath.WalkDir(t.dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, err := filepath.Rel(t.dir, p)
+			if err != nil {
+				return err
+			}
+			name := path.Join(t.name, filepath.ToSlash(rel))
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			switch {
+			case d.IsDir():
+				mode := int64(fi.Mode().Perm())
+				if fi.Mode()&os.ModeSticky != 0 {
+					mode |= 0o1000 // tar keeps Unix mode bits; Go's ModeSticky is not one
+				}
+				return tw.WriteHeader(&tar.Header{Name: name + "/", Mode: mode, Typeflag: tar.TypeDir})
+			case fi.Mode()&os.ModeSymlink != 0:
+				target, err := os.Readlink(p)
+				if err != nil {
+					return err
+				}
+				return tw.WriteHeader(&tar.Header{Name: name, Linkname: target, Typeflag: tar.TypeSymlink})
+			case fi.Mode().IsRegular():
+				f, err := os.Open(p)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				h := sha256.New()
+				if err := tw.WriteHeader(&tar.Header{Name: name, Mode: int64(fi.Mode().Perm()), Size: fi.Size(), Typeflag: tar.TypeReg}); err != nil {
+					return err
+				}
+				n, err := io.Copy(tw, io.TeeReader(f, h))
+				if err != nil {
+					return fmt.Errorf("send %s: %w", name, err)
+				}
+				total += n
+				fmt.Fprintf(&manifest, "%s  %d  %s\n", hex.EncodeToString(h.Sum(nil)), n, name)
+				return nil
+			default:
+				// Sockets, FIFOs and devices cannot be carried; a container
+				// that keeps them in /tmp or /run gets them re-created by
+				// CRIU only if they are open, so skip them.
+				return nil
+			}
+		})
 		if err != nil {
 			return total, err
 		}
-		f, err := os.Open(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return total, err
-		}
-		h := sha256.New()
-		err = tw.WriteHeader(&tar.Header{Name: e.Name(), Mode: 0o600, Size: fi.Size(), Typeflag: tar.TypeReg})
-		if err == nil {
-			_, err = io.Copy(tw, io.TeeReader(f, h))
-		}
-		f.Close()
-		if err != nil {
-			return total, fmt.Errorf("send %s: %w", e.Name(), err)
-		}
-		total += fi.Size()
-		fmt.Fprintf(&manifest, "%s  %d  %s\n", hex.EncodeToString(h.Sum(nil)), fi.Size(), e.Name())
 	}
 	m := manifest.String()
 	if err := tw.WriteHeader(&tar.Header{Name: manifestName, Mode: 0o600, Size: int64(len(m)), Typeflag: tar.TypeReg}); err != nil {
@@ -66,70 +102,97 @@ func sendImages(dir string, w io.Writer) (int64, error) {
 	return total, tw.Close()
 }
 
-// receiveImages unpacks a stream from sendImages into dir and verifies
-// every file against the manifest. Anything unexpected — a path outside
-// dir, a checksum or size mismatch, a missing manifest or file — is
+// receiveTrees unpacks a stream from sendTrees, placing each top-level
+// name into dests[name], and verifies every file against the manifest.
+// Anything unexpected — an unknown top-level name, a path escaping its
+// directory, a checksum or size mismatch, a missing manifest or file — is
 // ErrCorrupt.
-func receiveImages(r io.Reader, dir string) (int64, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return 0, err
-	}
+func receiveTrees(r io.Reader, dests map[string]string) (int64, error) {
 	tr := tar.NewReader(bufio.NewReaderSize(r, 1<<20))
 	got := map[string]string{}
-	sizes := map[string]int64{}
 	var manifest []byte
 	var total int64
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, a...))
+	}
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return total, fmt.Errorf("%w: %v", ErrCorrupt, err)
+			return total, bad("%v", err)
 		}
-		name := h.Name
-		if name != filepath.Base(name) || name == "." || name == ".." || h.Typeflag != tar.TypeReg {
-			return total, fmt.Errorf("%w: bad entry %q", ErrCorrupt, name)
-		}
-		if name == manifestName {
-			manifest, err = io.ReadAll(io.LimitReader(tr, 1<<20))
-			if err != nil {
-				return total, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+		if h.Name == manifestName {
+			if manifest, err = io.ReadAll(io.LimitReader(tr, 4<<20)); err != nil {
+				return total, bad("manifest: %v", err)
 			}
 			continue
 		}
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-		if err != nil {
-			return total, err
+		clean := path.Clean(h.Name)
+		top, rest, _ := strings.Cut(clean, "/")
+		base, ok := dests[top]
+		if !ok || clean != strings.TrimSuffix(h.Name, "/") || strings.HasPrefix(clean, "/") || strings.Contains("/"+clean+"/", "/../") {
+			return total, bad("bad entry %q", h.Name)
 		}
-		hs := sha256.New()
-		n, err := io.Copy(io.MultiWriter(f, hs), tr)
-		f.Close()
-		if err != nil {
-			return total, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
+		dst := filepath.Join(base, filepath.FromSlash(rest))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			mode := os.FileMode(h.Mode).Perm()
+			if h.Mode&0o1000 != 0 {
+				mode |= os.ModeSticky
+			}
+			if err := os.MkdirAll(dst, 0o700); err != nil {
+				return total, err
+			}
+			if err := os.Chmod(dst, mode); err != nil {
+				return total, err
+			}
+		case tar.TypeSymlink:
+			_ = os.Remove(dst)
+			if err := os.Symlink(h.Linkname, dst); err != nil {
+				return total, err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+				return total, err
+			}
+			f, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, os.FileMode(h.Mode).Perm())
+			if err != nil {
+				return total, err
+			}
+			hs := sha256.New()
+			n, err := io.Copy(io.MultiWriter(f, hs), tr)
+			f.Close()
+			if err != nil {
+				return total, bad("%s: %v", h.Name, err)
+			}
+			total += n
+			got[clean] = fmt.Sprintf("%s  %d", hex.EncodeToString(hs.Sum(nil)), n)
+		default:
+			return total, bad("entry %q of type %c", h.Name, h.Typeflag)
 		}
-		total += n
-		got[name] = hex.EncodeToString(hs.Sum(nil))
-		sizes[name] = n
 	}
 	if manifest == nil {
-		return total, fmt.Errorf("%w: stream ended without manifest", ErrCorrupt)
+		return total, bad("stream ended without manifest")
 	}
 	want := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(string(manifest)), "\n") {
-		var sum, name string
-		var size int64
-		if _, err := fmt.Sscanf(line, "%s %d %s", &sum, &size, &name); err != nil {
-			return total, fmt.Errorf("%w: manifest line %q", ErrCorrupt, line)
+		if line == "" {
+			continue
 		}
-		want[name] = true
-		if got[name] != sum || sizes[name] != size {
-			return total, fmt.Errorf("%w: %s: checksum or size mismatch", ErrCorrupt, name)
+		f := strings.SplitN(line, "  ", 3)
+		if len(f) != 3 {
+			return total, bad("manifest line %q", line)
+		}
+		want[f[2]] = true
+		if got[f[2]] != f[0]+"  "+f[1] {
+			return total, bad("%s: checksum or size mismatch", f[2])
 		}
 	}
 	for name := range got {
 		if !want[name] {
-			return total, fmt.Errorf("%w: %s not in manifest", ErrCorrupt, name)
+			return total, bad("%s not in manifest", name)
 		}
 	}
 	return total, nil
@@ -138,11 +201,13 @@ func receiveImages(r io.Reader, dir string) (int64, error) {
 // dirSize sums the regular files of dir.
 func dirSize(dir string) int64 {
 	var n int64
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
-			n += fi.Size()
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
 		}
-	}
+		return nil
+	})
 	return n
 }

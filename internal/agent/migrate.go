@@ -77,7 +77,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 
 	dir := filepath.Join(a.cfg.ImagesDir, name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	src := &localSource{a: a, spec: spec, req: req, dir: dir}
-	dst := &remoteDest{c: a.peerClient(peer), name: name, prep: PrepareRequest{Spec: spec, ResumeSignal: req.QuiesceSignal, From: a.cfg.Name}, f: &a.faults}
+	dst := &remoteDest{c: a.peerClient(peer), rwDir: runtime.RWDir(a.rt.BundleDir(name)), name: name, prep: PrepareRequest{Spec: spec, ResumeSignal: req.QuiesceSignal, From: a.cfg.Name}, f: &a.faults}
 	plan := migration.Plan{
 		Container: name, From: a.cfg.Name, To: req.To, ImagesDir: dir,
 		Source: src, Dest: dst,
@@ -86,7 +86,9 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 		}),
 	}
 	rec, err := migration.Run(ctx, plan)
-	_ = mounts.RemoveAll(dir)
+	if !a.cfg.KeepImages {
+		_ = mounts.RemoveAll(dir)
+	}
 	switch rec.Status {
 	case migration.StatusSuccess:
 		a.log.Info("migrated", "name", name, "to", req.To, "time_to_ready_ms", rec.TimeToReadyMs, "total_ms", rec.TotalMs)
@@ -194,10 +196,11 @@ func (s *localSource) Finish(ctx context.Context) error {
 
 // remoteDest is the migration's view of the destination agent.
 type remoteDest struct {
-	c    *Client
-	name string
-	prep PrepareRequest
-	f    *faults
+	c     *Client
+	rwDir string // the container's writable directories on the source
+	name  string
+	prep  PrepareRequest
+	f     *faults
 }
 
 func (d *remoteDest) Prepare(ctx context.Context) error {
@@ -211,7 +214,7 @@ func (d *remoteDest) TransferAndRestore(ctx context.Context, dir string) (migrat
 		if d.f.cutStreamAt > 0 || d.f.corruptAt > 0 {
 			w = &faultyWriter{w: pw, f: d.f}
 		}
-		_, err := sendImages(filepath.Join(dir, "images"), w)
+		_, err := sendTrees([]tree{{"images", filepath.Join(dir, "images")}, {"rw", d.rwDir}}, w)
 		if errors.Is(err, errCut) {
 			err = io.ErrUnexpectedEOF
 		}
@@ -309,7 +312,10 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 	}
 	in := e.incoming
 	t0 := time.Now()
-	n, err := receiveImages(body, filepath.Join(in.dir, "images"))
+	n, err := receiveTrees(body, map[string]string{
+		"images": filepath.Join(in.dir, "images"),
+		"rw":     runtime.RWDir(a.rt.BundleDir(name)),
+	})
 	if err != nil {
 		if errors.Is(err, ErrCorrupt) {
 			return migration.DestReport{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
@@ -346,7 +352,9 @@ func (a *Agent) commitIncoming(ctx context.Context, name string) error {
 			a.log.Warn("resume signal failed", "name", name, "err", err)
 		}
 	}
-	_ = mounts.RemoveAll(e.incoming.dir)
+	if !a.cfg.KeepImages {
+		_ = mounts.RemoveAll(e.incoming.dir)
+	}
 	a.mu.Lock()
 	e.incoming = nil
 	e.info.State = StateRunning

@@ -103,6 +103,7 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&switchArg, "switch", "", "how to steer traffic: bridge:TESTBED_PREFIX (the testbed's bridge); empty: do not steer")
 	f.StringVar(&tokenFile, "token-file", "", "file with the bearer token for writes (or env CFLOW_TOKEN)")
 	f.BoolVar(&noAuth, "no-auth", false, "accept writes without a token")
+	f.BoolVar(&cfg.KeepImages, "keep-images", os.Getenv("CFLOW_KEEP_IMAGES") != "", "keep each migration's images and CRIU logs in the images dir (env CFLOW_KEEP_IMAGES)")
 	for _, req := range []string{"name", "state-dir", "netns-prefix"} {
 		_ = serve.MarkFlagRequired(req)
 	}

@@ -4,11 +4,13 @@
 // A container's bundle is built by the project: its root is a small private
 // directory whose /usr and /etc are the host's, bind-mounted read-only (and
 // /bin, /sbin, /lib... the same way, or as the same symlinks on merged-/usr
-// systems), with tmpfs on /tmp, /run and /var/tmp. So any program installed
-// on the host runs in a container unchanged, it cannot modify the host, and
-// everything it writes lands in memory that CRIU dumps with the process
-// (tmpfs contents are part of the checkpoint images). The root directory
-// itself stays writable because CRIU creates a temporary directory there.
+// systems). /tmp, /run, /var/tmp and /dev/shm are writable directories of
+// the bundle (bundle/rw/*), bind-mounted in. So any program installed on
+// the host runs in a container unchanged and cannot modify the host; what
+// it writes lands in the bundle's rw directories, which a migration sends
+// along with the checkpoint images (see RWDirs for why not tmpfs). The root
+// directory itself stays writable because CRIU creates a temporary
+// directory there.
 //
 // Every container gets its own network namespace by path (created by the
 // caller with a fixed IP and MAC) and stdio as pipes, which runc re-attaches

@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func writeTree(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestTreesRoundTrip(t *testing.T) {
+	src := t.TempDir()
+	writeTree(t, filepath.Join(src, "img"), map[string]string{"pages-1.img": "pages", "core-1.img": "core"})
+	writeTree(t, filepath.Join(src, "rw"), map[string]string{"tmp/state.db": "hello", "run/app/pid": "42"})
+	if err := os.Mkdir(filepath.Join(src, "rw", "var-tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(src, "rw", "var-tmp"), 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("state.db", filepath.Join(src, "rw", "tmp", "link")); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	n, err := sendTrees([]tree{{"images", filepath.Join(src, "img")}, {"rw", filepath.Join(src, "rw")}}, &buf)
+	if err != nil || n != int64(len("pagescorehello42")) {
+		t.Fatalf("send: %d %v", n, err)
+	}
+	dst := t.TempDir()
+	dests := map[string]string{"images": filepath.Join(dst, "i"), "rw": filepath.Join(dst, "r")}
+	if _, err := receiveTrees(bytes.NewReader(buf.Bytes()), dests); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"i/pages-1.img": "pages", "r/tmp/state.db": "hello", "r/run/app/pid": "42"} {
+		if b, err := os.ReadFile(filepath.Join(dst, p)); err != nil || string(b) != want {
+			t.Errorf("%s: %q %v", p, b, err)
+		}
+	}
+	if l, err := os.Readlink(filepath.Join(dst, "r/tmp/link")); err != nil || l != "state.db" {
+		t.Errorf("symlink: %q %v", l, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dst, "r/var-tmp")); err != nil || fi.Mode()&os.ModeSticky == 0 {
+		t.Errorf("sticky dir lost: %v %v", fi.Mode(), err)
+	}
+
+	// Every kind of damage is refused.
+	data := buf.Bytes()
+	for name, damaged := range map[string][]byte{
+		"truncated":    data[:len(data)/2],
+		"no manifest":  data[:bytes.Index(data, []byte(manifestName))-100],
+		"flipped byte": flip(data, bytes.Index(data, []byte("hello"))),
+	} {
+		_, err := receiveTrees(bytes.NewReader(damaged), map[string]string{"images": t.TempDir(), "rw": t.TempDir()})
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: want ErrCorrupt, got %v", name, err)
+		}
+	}
+	// A stream with an unknown top-level tree is refused too.
+	_, err = receiveTrees(bytes.NewReader(buf.Bytes()), map[string]string{"images": t.TempDir()})
+	if !errors.Is(err, ErrCorrupt) {
+		t.Errorf("unknown tree: want ErrCorrupt, got %v", err)
+	}
+}
+
+func flip(b []byte, i int) []byte {
+	c := append([]byte(nil), b...)
+	c[i] ^= 0xff
+	return c
+}
