@@ -1,12 +1,9 @@
 package cnet
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
-	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -156,74 +153,4 @@ func handleFor(ns string) (*netlink.Handle, func(), error) {
 		return nil, nil, err
 	}
 	return h, func() { h.Close(); nh.Close() }, nil
-}
-
-// lockTable is the nftables table Lock creates. CRIU's own lock tables
-// are named CRIU-*, so the two never collide.
-const lockTable = "cflow_lock"
-
-// Lock makes the namespace drop every IPv4 packet in and out (loopback
-// excepted), without touching sockets.
-func Lock(nsName string) error {
-	rules := fmt.Sprintf(`table ip %[1]s {
-	chain in { type filter hook input priority -300; policy drop; iif "lo" accept; }
-	chain out { type filter hook output priority -300; policy drop; oif "lo" accept; }
-}
-`, lockTable)
-	return nft(nsName, rules)
-}
-
-// Unlock removes Lock's table; unlocking an unlocked namespace is fine.
-func Unlock(nsName string) error {
-	err := nft(nsName, "delete table ip "+lockTable+"\n")
-	if err != nil && strings.Contains(err.Error(), "No such file or directory") {
-		return nil
-	}
-	return err
-}
-
-// Locked reports whether Lock's table is present.
-func Locked(nsName string) (bool, error) {
-	cmd := exec.Command("nft", "list", "tables")
-	out, err := nsrun.Output(nsName, cmd)
-	if err != nil {
-		return false, fmt.Errorf("nft list tables in %s: %w", nsName, err)
-	}
-	return strings.Contains(string(out), "ip "+lockTable), nil
-}
-
-func nft(nsName, script string) error {
-	cmd := exec.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := nsrun.Run(nsName, cmd); err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return fmt.Errorf("nft in %s: %s", nsName, strings.TrimSpace(stderr.String()))
-		}
-		return fmt.Errorf("nft in %s: %w", nsName, err)
-	}
-	return nil
-}
-
-// RemoveCRIULocks deletes the nftables tables CRIU leaves in a namespace
-// after a TCP dump (named CRIU-*). After a restore into the same namespace
-// CRIU removes only the lock of the restoring process, not the dump's.
-func RemoveCRIULocks(nsName string) error {
-	out, err := nsrun.Output(nsName, exec.Command("nft", "list", "tables"))
-	if err != nil {
-		return fmt.Errorf("nft list tables in %s: %w", nsName, err)
-	}
-	var script strings.Builder
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 3 && f[0] == "table" && strings.HasPrefix(f[2], "CRIU-") {
-			fmt.Fprintf(&script, "delete table %s %s\n", f[1], f[2])
-		}
-	}
-	if script.Len() == 0 {
-		return nil
-	}
-	return nft(nsName, script.String())
 }

@@ -40,27 +40,35 @@ type Options struct {
 
 // PerMigration is one row of the result.
 type PerMigration struct {
-	N          int              `json:"n"`
-	From       string           `json:"from"`
-	To         string           `json:"to"`
-	Status     string           `json:"status"`
-	Error      string           `json:"error,omitempty"`
-	DowntimeMs float64          `json:"downtime_ms"`
-	Record     migration.Record `json:"record"`
+	N           int              `json:"n"`
+	From        string           `json:"from"`
+	To          string           `json:"to"`
+	Status      string           `json:"status"`
+	Error       string           `json:"error,omitempty"`
+	DowntimeMs  float64          `json:"downtime_ms"`
+	EchoGapMs   float64          `json:"echo_gap_ms"`
+	StreamGapMs float64          `json:"stream_gap_ms"`
+	Record      migration.Record `json:"record"`
 }
 
 // Result is what the benchmark prints and writes.
 type Result struct {
-	Migrations      int                         `json:"migrations"`
-	Failed          int                         `json:"failed"`
-	Connections     int                         `json:"connections"`
-	ConnectionDrops int                         `json:"connection_drops"`
-	DropErrors      []string                    `json:"drop_errors,omitempty"`
-	BytesLost       uint64                      `json:"bytes_lost"`
-	BytesDuplicated uint64                      `json:"bytes_duplicated"`
-	RecordsReorder  uint64                      `json:"records_reordered"`
-	BytesSent       uint64                      `json:"bytes_sent"`
+	Migrations      int      `json:"migrations"`
+	Failed          int      `json:"failed"`
+	Connections     int      `json:"connections"`
+	ConnectionDrops int      `json:"connection_drops"`
+	DropErrors      []string `json:"drop_errors,omitempty"`
+	BytesLost       uint64   `json:"bytes_lost"`
+	BytesDuplicated uint64   `json:"bytes_duplicated"`
+	RecordsReorder  uint64   `json:"records_reordered"`
+	BytesSent       uint64   `json:"bytes_sent"`
+	// DowntimeMs is the longest silence on any connection in either
+	// direction around each migration; EchoGapMs only counts the echoes of
+	// the client's records (which wait for the client's retransmission),
+	// StreamGapMs only the server's own stream.
 	DowntimeMs      metrics.Dist                `json:"downtime_ms"`
+	EchoGapMs       metrics.Dist                `json:"echo_gap_ms"`
+	StreamGapMs     metrics.Dist                `json:"stream_gap_ms"`
 	TimeToReadyMs   metrics.Dist                `json:"time_to_ready_ms"`
 	PhaseMs         map[string]metrics.MeanSDOf `json:"phase_ms"`
 	CheckpointBytes metrics.Dist                `json:"checkpoint_size_bytes"`
@@ -186,7 +194,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		final = append(final, c.Stop(context.Background(), 5*time.Second))
 	}
 	conns = nil
-	var down, ready []float64
+	var down, ready, echoGaps, streamGaps []float64
 	phases := map[string][]float64{}
 	var sizes []float64
 	for i, pm := range res.PerMigration {
@@ -194,17 +202,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		// a connection that stays silent after the switch still counts.
 		w := windows[i]
 		to := w.to.Add(o.Settle)
-		var worst time.Duration
+		var worst, echo, srv time.Duration
 		for _, s := range final {
-			if g := s.MaxGapIn(w.from, to); g > worst {
-				worst = g
-			}
+			worst = max(worst, s.MaxGapIn(0, w.from, to))
+			echo = max(echo, s.MaxGapIn(stream.KindEcho, w.from, to))
+			srv = max(srv, s.MaxGapIn(stream.KindServer, w.from, to))
 		}
-		res.PerMigration[i].DowntimeMs = float64(worst.Microseconds()) / 1000
+		res.PerMigration[i].DowntimeMs = msOf(worst)
+		res.PerMigration[i].EchoGapMs = msOf(echo)
+		res.PerMigration[i].StreamGapMs = msOf(srv)
 		if pm.Status != migration.StatusSuccess {
 			continue
 		}
 		down = append(down, res.PerMigration[i].DowntimeMs)
+		echoGaps = append(echoGaps, msOf(echo))
+		streamGaps = append(streamGaps, msOf(srv))
 		r := pm.Record
 		ready = append(ready, r.TimeToReadyMs)
 		sizes = append(sizes, float64(r.CheckpointB))
@@ -225,6 +237,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.BytesSent += s.Sent * stream.RecordSize
 	}
 	res.DowntimeMs = metrics.Summarize(down)
+	res.EchoGapMs = metrics.Summarize(echoGaps)
+	res.StreamGapMs = metrics.Summarize(streamGaps)
 	res.TimeToReadyMs = metrics.Summarize(ready)
 	res.CheckpointBytes = metrics.Summarize(sizes)
 	res.PhaseMs = map[string]metrics.MeanSDOf{}
@@ -233,6 +247,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	return res, ctx.Err()
 }
+
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func sleep(ctx context.Context, d time.Duration) {
 	select {
@@ -249,7 +265,7 @@ func (r *Result) Print(w io.Writer) {
 	for _, row := range []struct {
 		name string
 		d    metrics.Dist
-	}{{"client-visible downtime", r.DowntimeMs}, {"time to ready", r.TimeToReadyMs}} {
+	}{{"client-visible downtime", r.DowntimeMs}, {"  echo direction", r.EchoGapMs}, {"  server stream", r.StreamGapMs}, {"time to ready", r.TimeToReadyMs}} {
 		fmt.Fprintf(w, "%-22s %8.1f %8.1f %8.1f %8.1f %8.1f\n", row.name, row.d.P50, row.d.P95, row.d.P99, row.d.Max, row.d.Mean)
 	}
 	fmt.Fprintf(w, "%-22s %8s %8s\n", "phase (ms)", "mean", "sd")

@@ -8,10 +8,12 @@ import (
 	"time"
 )
 
-// Gap is a silence between two consecutive arrivals on one connection.
+// Gap is a silence between two consecutive arrivals of one kind of record
+// on one connection.
 type Gap struct {
-	End time.Time     // arrival that ended it
-	Len time.Duration // its length
+	Kind byte          // KindEcho or KindServer
+	End  time.Time     // arrival that ended it
+	Len  time.Duration // its length
 }
 
 // ConnStats is what one connection saw.
@@ -87,7 +89,10 @@ func (k *Conn) write() {
 func (k *Conn) read() {
 	defer k.wg.Done()
 	buf := make([]byte, RecordSize)
-	last := time.Now()
+	// Each direction has its own clock: echoes stall until the client's
+	// retransmission timer fires, the server's stream only until the
+	// server runs again.
+	last := map[byte]time.Time{KindEcho: time.Now(), KindServer: time.Now()}
 	for {
 		_ = k.c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		r, err := ReadRecord(k.c, buf)
@@ -101,10 +106,12 @@ func (k *Conn) read() {
 			return
 		}
 		k.mu.Lock()
-		if gap := now.Sub(last); gap >= k.minGap {
-			k.stats.Gaps = append(k.stats.Gaps, Gap{End: now, Len: gap})
+		if prev, ok := last[r.Kind]; ok {
+			if gap := now.Sub(prev); gap >= k.minGap {
+				k.stats.Gaps = append(k.stats.Gaps, Gap{Kind: r.Kind, End: now, Len: gap})
+			}
+			last[r.Kind] = now
 		}
-		last = now
 		switch r.Kind {
 		case KindEcho:
 			k.stats.Echo.See(r.Seq)
@@ -161,10 +168,14 @@ func (s ConnStats) Unanswered() uint64 {
 	return s.Sent - got
 }
 
-// MaxGapIn returns the longest gap that overlaps [from, to].
-func (s ConnStats) MaxGapIn(from, to time.Time) time.Duration {
+// MaxGapIn returns the longest gap of the given kind (0: any) that
+// overlaps [from, to].
+func (s ConnStats) MaxGapIn(kind byte, from, to time.Time) time.Duration {
 	var m time.Duration
 	for _, g := range s.Gaps {
+		if kind != 0 && g.Kind != kind {
+			continue
+		}
 		start := g.End.Add(-g.Len)
 		if g.End.After(from) && start.Before(to) && g.Len > m {
 			m = g.Len

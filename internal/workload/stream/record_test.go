@@ -34,17 +34,21 @@ func TestSeqCheck(t *testing.T) {
 func TestMaxGapIn(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	s := ConnStats{Gaps: []Gap{
-		{End: t0.Add(1 * time.Second), Len: 300 * time.Millisecond},
-		{End: t0.Add(5 * time.Second), Len: 800 * time.Millisecond},
+		{Kind: KindEcho, End: t0.Add(1 * time.Second), Len: 300 * time.Millisecond},
+		{Kind: KindServer, End: t0.Add(1 * time.Second), Len: 200 * time.Millisecond},
+		{Kind: KindEcho, End: t0.Add(5 * time.Second), Len: 800 * time.Millisecond},
 	}}
-	if g := s.MaxGapIn(t0, t0.Add(2*time.Second)); g != 300*time.Millisecond {
+	if g := s.MaxGapIn(0, t0, t0.Add(2*time.Second)); g != 300*time.Millisecond {
 		t.Errorf("window 1: %v", g)
 	}
-	// The second gap starts at 4.2 s: it overlaps a window ending at 4.5 s.
-	if g := s.MaxGapIn(t0.Add(4*time.Second), t0.Add(4500*time.Millisecond)); g != 800*time.Millisecond {
+	if g := s.MaxGapIn(KindServer, t0, t0.Add(2*time.Second)); g != 200*time.Millisecond {
+		t.Errorf("window 1, server stream only: %v", g)
+	}
+	// The third gap starts at 4.2 s: it overlaps a window ending at 4.5 s.
+	if g := s.MaxGapIn(0, t0.Add(4*time.Second), t0.Add(4500*time.Millisecond)); g != 800*time.Millisecond {
 		t.Errorf("window 2: %v", g)
 	}
-	if g := s.MaxGapIn(t0.Add(6*time.Second), t0.Add(7*time.Second)); g != 0 {
+	if g := s.MaxGapIn(0, t0.Add(6*time.Second), t0.Add(7*time.Second)); g != 0 {
 		t.Errorf("window 3: %v", g)
 	}
 }
