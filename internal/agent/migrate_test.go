@@ -2,8 +2,12 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerflow/containerflow/internal/testbed"
 )
@@ -54,5 +58,99 @@ func TestMigrateHostProgramBackAndForth(t *testing.T) {
 	names, _ := e.tb.ContainerNets(testbed.HostB)
 	if len(names) != 0 {
 		t.Errorf("hostB still has container namespaces: %v", names)
+	}
+}
+
+// A host program with two processes and several threads: the parent serves
+// each TCP connection in a thread (sharing one counter), a forked child
+// echoes UDP datagrams with its own counter.
+const pyMulti = `
+import os, socket, threading
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", 7001))
+if os.fork() == 0:
+    seen = 0
+    while True:
+        data, addr = u.recvfrom(2048)
+        seen += 1
+        u.sendto(b"%d:" % seen + data, addr)
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7000)); s.listen(64)
+lock = threading.Lock(); state = {"n": 0}
+def serve(c):
+    f = c.makefile("rwb", buffering=0)
+    for line in f:
+        with lock:
+            state["n"] += 1
+            n = state["n"]
+        f.write(b"%d:" % n + line)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+`
+
+func TestMigrateMultiProcessThreadsUDPAndListener(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.runOn(testbed.HostA, ContainerSpec{Name: "multi", IP: netip.MustParseAddr("198.18.0.3"), Args: []string{"/usr/bin/python3", "-u", "-c", pyMulti}})
+	c1 := newLineConn(t, e.dial("198.18.0.3:7000"))
+	c1.say("a", "1:a")
+	c2 := newLineConn(t, e.dial("198.18.0.3:7000"))
+	c2.say("b", "2:b")
+	udp, err := e.tb.Dial(testbed.Client, "udp4", "198.18.0.3:7001", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	udpSay := func(msg, want string) {
+		t.Helper()
+		buf := make([]byte, 2048)
+		// UDP has no retransmission: retry until the restored socket answers.
+		for i := 0; i < 20; i++ {
+			_, _ = udp.Write([]byte(msg))
+			_ = udp.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			n, err := udp.Read(buf)
+			if err == nil {
+				if got := string(buf[:n]); !strings.HasSuffix(got, ":"+msg) {
+					t.Fatalf("udp %q: got %q", msg, got)
+				}
+				if want != "" && string(buf[:n]) != want {
+					t.Fatalf("udp %q: got %q want %q", msg, buf[:n], want)
+				}
+				return
+			}
+		}
+		t.Fatalf("udp %q: no answer", msg)
+	}
+	udpSay("u1", "1:u1")
+
+	for i, to := range []string{testbed.HostB, testbed.HostA} {
+		from := testbed.HostA
+		if to == testbed.HostA {
+			from = testbed.HostB
+		}
+		if _, err := e.clients[from].Migrate(ctx, "multi", MigrateRequest{To: to}); err != nil {
+			t.Fatalf("migration %d to %s: %v", i+1, to, err)
+		}
+		// Both established connections go on, with the shared counter.
+		c1.say(fmt.Sprint("c1-", i), fmt.Sprintf("%d:c1-%d", 3+3*i, i))
+		c2.say(fmt.Sprint("c2-", i), fmt.Sprintf("%d:c2-%d", 4+3*i, i))
+		// The listening socket accepts a new connection right away.
+		c3 := newLineConn(t, e.dial("198.18.0.3:7000"))
+		c3.say(fmt.Sprint("c3-", i), fmt.Sprintf("%d:c3-%d", 5+3*i, i))
+		c3.c.Close()
+		// The forked child's UDP socket answers the same client socket,
+		// and its own counter survived (possibly past datagrams retried).
+		udpSay(fmt.Sprint("u-after-", i), "")
+
+		pids, err := e.agents[to].rt.Pids(ctx, "multi")
+		if err != nil || len(pids) < 2 {
+			t.Fatalf("processes on %s after migration: %v %v", to, pids, err)
+		}
+		info, _ := e.clients[to].Get(ctx, "multi")
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", info.Pid))
+		if len(tasks) < 3 { // main thread + a thread per live connection
+			t.Fatalf("threads of the restored server: %d", len(tasks))
+		}
 	}
 }

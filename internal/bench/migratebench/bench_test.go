@@ -48,3 +48,26 @@ func TestStreamSurvivesMigrations(t *testing.T) {
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// At least 200 concurrent connections survive migrations both ways, with
+// every record accounted for.
+func TestManyConnectionsSurviveMigrations(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for the testbed, runc and CRIU (CI runs as root)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := migratebench.Run(context.Background(), migratebench.Options{
+		Migrations: 2, Connections: 200, Interval: 50 * time.Millisecond, Settle: 2 * time.Second,
+		Binary: self, Progress: testWriter{t},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Print(testWriter{t})
+	if res.Failed != 0 || res.ConnectionDrops != 0 || res.BytesLost != 0 || res.BytesDuplicated != 0 {
+		t.Fatalf("failed %d, drops %d %v, lost %d, duplicated %d bytes", res.Failed, res.ConnectionDrops, res.DropErrors, res.BytesLost, res.BytesDuplicated)
+	}
+}
