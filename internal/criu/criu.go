@@ -102,6 +102,15 @@ func Find(ctx context.Context) (Binary, []Candidate, error) {
 	return Binary{}, cands, ErrNotFound
 }
 
+// At inspects the CRIU binary at path.
+func At(ctx context.Context, path string) (Binary, error) {
+	v, err := versionOf(ctx, path)
+	if err != nil {
+		return Binary{}, err
+	}
+	return Binary{Path: path, Version: v}, nil
+}
+
 func versionOf(ctx context.Context, path string) (Version, error) {
 	out, err := exec.CommandContext(ctx, path, "--version").CombinedOutput()
 	if err != nil {

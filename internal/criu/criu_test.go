@@ -193,3 +193,27 @@ func tail(path string) string {
 	}
 	return lastLines(string(b), 15)
 }
+
+// The cache is generated when missing or stale, reused when fresh, and
+// CRIU then starts without probing the kernel ("Loaded kdat cache").
+func TestKernelCache(t *testing.T) {
+	b := findOrSkip(t)
+	ctx := context.Background()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/run", &st); err == nil && st.Type == 0x01021994 {
+		t.Skip("/run is a tmpfs here: CRIU caches by itself")
+	}
+	_ = os.Remove(kdatStamp)
+	if got, err := EnsureKernelCache(ctx, b); err != nil || got != "regenerated" {
+		t.Fatalf("first call: %q %v", got, err)
+	}
+	if got, err := EnsureKernelCache(ctx, b); err != nil || got != "fresh" {
+		t.Fatalf("second call: %q %v", got, err)
+	}
+	dir := t.TempDir()
+	out, _ := exec.Command(b.Path, "check", "-v4", "-o", filepath.Join(dir, "check.log")).CombinedOutput()
+	log, _ := os.ReadFile(filepath.Join(dir, "check.log"))
+	if !strings.Contains(string(log), "Loaded kdat cache") {
+		t.Fatalf("CRIU did not use the cache:\n%s\n%s", out, tail(filepath.Join(dir, "check.log")))
+	}
+}
