@@ -3,20 +3,17 @@ package agent
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/containerflow/containerflow/internal/criu"
-	"github.com/containerflow/containerflow/internal/nsrun"
 	"github.com/containerflow/containerflow/internal/testbed"
+	"github.com/containerflow/containerflow/internal/testbed/tbtest"
 )
 
 // env is a testbed with an agent on each host, run inside this test
@@ -47,9 +44,7 @@ func (s *tbSteerer) Steer(_ context.Context, ip netip.Addr, mac net.HardwareAddr
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("agents need root for namespaces, runc and CRIU (CI runs as root)")
-	}
+	tbtest.RequireRoot(t, "namespaces, runc and CRIU")
 	b, _, err := criu.Find(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -57,13 +52,8 @@ func newEnv(t *testing.T) *env {
 	// Made before the teardown is registered, so it is removed after it:
 	// runc state must outlive the processes it describes.
 	base := t.TempDir()
-	rb := make([]byte, 3)
-	_, _ = rand.Read(rb)
-	prefix := "a" + hex.EncodeToString(rb)
-	tb, err := testbed.Up(testbed.Config{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb := tbtest.Up(t, "a", testbed.Config{})
+	prefix := tb.Prefix
 	e := &env{t: t, tb: tb, agents: map[string]*Agent{}, clients: map[string]*Client{}, servers: map[string]*http.Server{}, configs: map[string]Config{}, steer: &tbSteerer{tb: tb}}
 	t.Cleanup(func() {
 		for _, a := range e.agents {
@@ -71,12 +61,6 @@ func newEnv(t *testing.T) *env {
 		}
 		for _, s := range e.servers {
 			s.Close()
-		}
-		if err := testbed.Down(prefix); err != nil {
-			t.Errorf("down: %v", err)
-		}
-		if left, _ := nsrun.List(prefix + "-"); len(left) > 0 {
-			t.Errorf("namespaces left: %v", left)
 		}
 	})
 	peers := map[string]string{}

@@ -15,12 +15,13 @@ import (
 
 	"github.com/containerflow/containerflow/internal/migration"
 	"github.com/containerflow/containerflow/internal/testbed"
+	"github.com/containerflow/containerflow/internal/testprog"
 )
 
 // faultEnv runs the counter server on hostA with a live connection.
 func faultEnv(t *testing.T) (*env, *lineConn) {
 	e := newEnv(t)
-	e.runOn(testbed.HostA, ContainerSpec{Name: "py", IP: netip.MustParseAddr("198.18.0.2"), Args: []string{"/usr/bin/python3", "-u", "-c", pyCounter}})
+	e.runOn(testbed.HostA, ContainerSpec{Name: "py", IP: netip.MustParseAddr("198.18.0.2"), Args: testprog.Args(testprog.Counter)})
 	lc := newLineConn(t, e.dial("198.18.0.2:7000"))
 	lc.say("a", "1:a")
 	return e, lc

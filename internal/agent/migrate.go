@@ -149,10 +149,20 @@ func (s *localSource) Resume(ctx context.Context) error {
 
 func (s *localSource) Freeze(context.Context) error { return s.a.rt.Freeze(s.spec.Name, 5*time.Second) }
 
-func (s *localSource) Thaw(context.Context) error {
+// Thaw resumes the container after a failed freeze or dump. A dump that
+// failed because CRIU died can also leave CRIU's network lock in the
+// namespace and the sockets in TCP repair mode; both are undone, or the
+// container would run with every connection silently dead.
+func (s *localSource) Thaw(ctx context.Context) error {
 	err := s.a.rt.Thaw(s.spec.Name)
 	if errors.Is(err, runtime.ErrNotFound) {
-		return nil
+		return nil // the container is gone: nothing to resume
+	}
+	if lerr := cnet.RemoveCRIULocks(s.a.netns(s.spec.Name)); err == nil {
+		err = lerr
+	}
+	if _, rerr := s.a.rt.ResetTCPRepair(ctx, s.spec.Name); err == nil {
+		err = rerr
 	}
 	return err
 }

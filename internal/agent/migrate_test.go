@@ -10,26 +10,14 @@ import (
 	"time"
 
 	"github.com/containerflow/containerflow/internal/testbed"
+	"github.com/containerflow/containerflow/internal/testprog"
 )
-
-// An echo server with an in-memory counter, in Python: a program from the
-// host that no one here wrote.
-const pyCounter = `
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 7000)); s.listen(16)
-n = 0
-c, _ = s.accept(); f = c.makefile("rwb", buffering=0)
-for line in f:
-    n += 1
-    f.write(b"%d:" % n + line)
-`
 
 func TestMigrateHostProgramBackAndForth(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	ip := netip.MustParseAddr("198.18.0.2")
-	e.runOn(testbed.HostA, ContainerSpec{Name: "py", IP: ip, Args: []string{"/usr/bin/python3", "-u", "-c", pyCounter}})
+	e.runOn(testbed.HostA, ContainerSpec{Name: "py", IP: ip, Args: testprog.Args(testprog.Counter)})
 	lc := newLineConn(t, e.dial("198.18.0.2:7000"))
 	lc.say("a", "1:a")
 
@@ -61,38 +49,11 @@ func TestMigrateHostProgramBackAndForth(t *testing.T) {
 	}
 }
 
-// A host program with two processes and several threads: the parent serves
-// each TCP connection in a thread (sharing one counter), a forked child
-// echoes UDP datagrams with its own counter.
-const pyMulti = `
-import os, socket, threading
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.bind(("0.0.0.0", 7001))
-if os.fork() == 0:
-    seen = 0
-    while True:
-        data, addr = u.recvfrom(2048)
-        seen += 1
-        u.sendto(b"%d:" % seen + data, addr)
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 7000)); s.listen(64)
-lock = threading.Lock(); state = {"n": 0}
-def serve(c):
-    f = c.makefile("rwb", buffering=0)
-    for line in f:
-        with lock:
-            state["n"] += 1
-            n = state["n"]
-        f.write(b"%d:" % n + line)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-`
-
+// A host program with two processes and several threads (testprog.Multi).
 func TestMigrateMultiProcessThreadsUDPAndListener(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.runOn(testbed.HostA, ContainerSpec{Name: "multi", IP: netip.MustParseAddr("198.18.0.3"), Args: []string{"/usr/bin/python3", "-u", "-c", pyMulti}})
+	e.runOn(testbed.HostA, ContainerSpec{Name: "multi", IP: netip.MustParseAddr("198.18.0.3"), Args: testprog.Args(testprog.Multi)})
 	c1 := newLineConn(t, e.dial("198.18.0.3:7000"))
 	c1.say("a", "1:a")
 	c2 := newLineConn(t, e.dial("198.18.0.3:7000"))

@@ -8,13 +8,16 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/containerflow/containerflow/internal/agent"
+	"github.com/containerflow/containerflow/internal/controller"
 	"github.com/containerflow/containerflow/internal/testbed"
 )
 
@@ -135,6 +138,14 @@ func (b bridgeSteerer) Steer(_ context.Context, ip netip.Addr, mac net.HardwareA
 	return b.tb.Steer(ip, mac, host)
 }
 
+// steererFor turns --switch into a Steerer:
+//   - bridge:PREFIX steers through the emulated testbed PREFIX directly
+//     (its bridge, or its eBPF switch's pinned tables);
+//   - http://ADDR:PORT or unix:///PATH steers through a switch controller's
+//     API, one call per move. Its bearer token comes from a token_file=PATH
+//     query parameter, else from env CFLOW_SWITCH_TOKEN_FILE,
+//     CFLOW_SWITCH_TOKEN or CFLOW_TOKEN (the agent's own token); a
+//     controller started with --no-auth needs none.
 func steererFor(arg string) (agent.Steerer, error) {
 	switch {
 	case arg == "":
@@ -145,6 +156,28 @@ func steererFor(arg string) (agent.Steerer, error) {
 			return nil, err
 		}
 		return bridgeSteerer{tb}, nil
+	case strings.HasPrefix(arg, "http://"), strings.HasPrefix(arg, "unix://"):
+		base, query, _ := strings.Cut(arg, "?")
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return nil, fmt.Errorf("--switch %q: %w", arg, err)
+		}
+		tokFile := q.Get("token_file")
+		if tokFile == "" {
+			tokFile = os.Getenv("CFLOW_SWITCH_TOKEN_FILE")
+		}
+		tok := ""
+		if tokFile != "" {
+			b, err := os.ReadFile(tokFile)
+			if err != nil {
+				return nil, fmt.Errorf("--switch: token file: %w", err)
+			}
+			tok = strings.TrimSpace(string(b))
+		} else if tok = os.Getenv("CFLOW_SWITCH_TOKEN"); tok == "" {
+			tok = os.Getenv("CFLOW_TOKEN")
+		}
+		c := controller.NewClient(base, controller.ClientOptions{Token: tok, Timeout: 5 * time.Second})
+		return &controller.Steerer{Client: c, RewriteMAC: true}, nil
 	}
-	return nil, fmt.Errorf("--switch %q: want bridge:PREFIX", arg)
+	return nil, fmt.Errorf("--switch %q: want bridge:PREFIX, http://ADDR:PORT[?token_file=PATH] or unix:///PATH", arg)
 }

@@ -107,14 +107,17 @@ func newTestbedExecCmd(g *globals) *cobra.Command {
 }
 
 func newTestbedSmokeCmd(g *globals) *cobra.Command {
-	var keep bool
+	var (
+		keep       bool
+		switchKind string
+	)
 	cmd := &cobra.Command{
 		Use:   "smoke",
 		Short: "Bring a testbed up, move a container address from hostA to hostB with new connections following it, and tear it down",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			out := cmd.OutOrStdout()
-			tb, err := testbed.Up(testbed.Config{Prefix: g.prefix})
+			tb, err := testbed.Up(testbed.Config{Prefix: g.prefix, Switch: switchKind})
 			if err != nil {
 				return err
 			}
@@ -143,17 +146,21 @@ func newTestbedSmokeCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&keep, "keep", false, "leave the testbed up afterwards")
+	cmd.Flags().StringVar(&switchKind, "switch", testbed.SwitchEBPF, "data-plane switch: ebpf or bridge")
 	return cmd
 }
 
 func newTestbedUpCmd(g *globals) *cobra.Command {
-	var noAgents bool
+	var (
+		noAgents   bool
+		switchKind string
+	)
 	cmd := &cobra.Command{
 		Use:   "up",
-		Short: "Create the testbed and start one agent per host",
+		Short: "Create the testbed, start the switch controller (eBPF switch) and one agent per host",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := testbed.Config{Prefix: g.prefix}
+			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind}
 			if !noAgents {
 				exe, err := os.Executable()
 				if err != nil {
@@ -165,10 +172,11 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "testbed %s is up (state in %s)\n", tb.Prefix, tb.Dir())
+			fmt.Fprintf(cmd.OutOrStdout(), "testbed %s is up with the %s switch (state in %s)\n", tb.Prefix, tb.Switch, tb.Dir())
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&noAgents, "no-agents", false, "do not start the host agents")
+	cmd.Flags().BoolVar(&noAgents, "no-agents", false, "do not start the switch controller and the host agents")
+	cmd.Flags().StringVar(&switchKind, "switch", testbed.SwitchEBPF, "data-plane switch: ebpf (eBPF switch with its controller on "+testbed.ControllerURL()+") or bridge (Linux bridge)")
 	return cmd
 }

@@ -3,8 +3,6 @@ package criu
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/containerflow/containerflow/internal/nsrun"
 	"github.com/containerflow/containerflow/internal/testbed"
+	"github.com/containerflow/containerflow/internal/testbed/tbtest"
 )
 
 const helperEnv = "CFLOW_CRIU_TEST_ECHO_TO"
@@ -80,18 +79,7 @@ func TestCheckPasses(t *testing.T) {
 // new ones are echoed: the connection survived in both directions.
 func TestDumpRestoreEstablishedTCP(t *testing.T) {
 	b := findOrSkip(t)
-	rb := make([]byte, 3)
-	_, _ = rand.Read(rb)
-	prefix := "c" + hex.EncodeToString(rb)
-	tb, err := testbed.Up(testbed.Config{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := testbed.Down(prefix); err != nil {
-			t.Errorf("down: %v", err)
-		}
-	})
+	tb := tbtest.Up(t, "c", testbed.Config{})
 	client, _ := testbed.Spec(testbed.Client)
 	ln, err := tb.Listen(testbed.Client, "tcp4", client.DataIP.String()+":0")
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,26 +23,16 @@ func Create(name string) error {
 	if _, err := os.Lstat(Path(name)); err == nil {
 		return fmt.Errorf("create netns %s: %w", name, ErrExists)
 	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get current netns: %w", err)
-	}
-	defer orig.Close()
-	h, err := netns.NewNamed(name)
-	if err != nil {
-		// NewNamed may have switched the thread before failing.
-		if serr := netns.Set(orig); serr == nil {
-			runtime.UnlockOSThread()
+	err := onThreadIn(func() error {
+		h, err := netns.NewNamed(name) // creates it and moves the thread into it
+		if err == nil {
+			h.Close()
 		}
+		return err
+	}, func() error { return nil })
+	if err != nil {
 		return fmt.Errorf("create netns %s: %w", name, err)
 	}
-	h.Close()
-	if err := netns.Set(orig); err != nil {
-		return fmt.Errorf("return from new netns %s: %w", name, err)
-	}
-	runtime.UnlockOSThread()
 	return nil
 }
 

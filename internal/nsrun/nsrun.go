@@ -34,7 +34,16 @@ func Do(nsName string, fn func() error) error {
 }
 
 // DoHandle is Do for an already opened namespace handle.
-func DoHandle(target netns.NsHandle, fn func() error) (err error) {
+func DoHandle(target netns.NsHandle, fn func() error) error {
+	return onThreadIn(func() error { return netns.Set(target) }, fn)
+}
+
+// onThreadIn locks the goroutine to its thread, moves the thread with
+// enter (which may leave it anywhere when it fails), runs fn, and puts the
+// thread back into its original namespace. A thread that cannot be put
+// back stays locked, so the runtime retires it with the goroutine instead
+// of handing it, in the wrong namespace, to other goroutines.
+func onThreadIn(enter, fn func() error) (err error) {
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -42,14 +51,8 @@ func DoHandle(target netns.NsHandle, fn func() error) (err error) {
 		return fmt.Errorf("get current netns: %w", err)
 	}
 	defer orig.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter netns: %w", err)
-	}
 	defer func() {
 		if rerr := netns.Set(orig); rerr != nil {
-			// Leave the thread locked: the runtime kills it when the
-			// goroutine exits rather than reusing a tainted thread.
 			if err == nil {
 				err = fmt.Errorf("return to original netns: %w", rerr)
 			}
@@ -57,6 +60,9 @@ func DoHandle(target netns.NsHandle, fn func() error) (err error) {
 		}
 		runtime.UnlockOSThread()
 	}()
+	if err := enter(); err != nil {
+		return fmt.Errorf("enter netns: %w", err)
+	}
 	return fn()
 }
 
@@ -111,30 +117,12 @@ func Exec(nsName string, argv, env []string) error {
 // DoNew runs fn inside a fresh, anonymous network namespace that disappears
 // when fn returns (nothing refers to it any more). Probes use it to try
 // kernel features without touching any real namespace.
-func DoNew(fn func() error) (err error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get current netns: %w", err)
-	}
-	defer orig.Close()
-	fresh, err := netns.New()
-	if err != nil {
-		if serr := netns.Set(orig); serr == nil {
-			runtime.UnlockOSThread()
+func DoNew(fn func() error) error {
+	return onThreadIn(func() error {
+		h, err := netns.New() // creates it and moves the thread into it
+		if err == nil {
+			h.Close()
 		}
-		return fmt.Errorf("create netns: %w", err)
-	}
-	defer fresh.Close()
-	defer func() {
-		if rerr := netns.Set(orig); rerr != nil {
-			if err == nil {
-				err = fmt.Errorf("return to original netns: %w", rerr)
-			}
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
-	return fn()
+		return err
+	}, fn)
 }

@@ -3,8 +3,6 @@ package runtime
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -16,43 +14,18 @@ import (
 
 	"github.com/containerflow/containerflow/internal/criu"
 	"github.com/containerflow/containerflow/internal/testbed"
+	"github.com/containerflow/containerflow/internal/testbed/tbtest"
+	"github.com/containerflow/containerflow/internal/testprog"
 )
-
-// An echo server that keeps a counter in memory, written in Python so the
-// test runs a program from the host, not one of ours.
-const pyEcho = `
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 7000)); s.listen(16)
-n = 0
-c, _ = s.accept(); f = c.makefile("rwb", buffering=0)
-for line in f:
-    n += 1
-    f.write(b"%d:" % n + line)
-`
 
 func setup(t *testing.T) (*testbed.Testbed, string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("runc and CRIU need root (CI runs as root)")
-	}
+	tbtest.RequireRoot(t, "runc and CRIU")
 	b, _, err := criu.Find(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rb := make([]byte, 3)
-	_, _ = rand.Read(rb)
-	p := "r" + hex.EncodeToString(rb)
-	tb, err := testbed.Up(testbed.Config{Prefix: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := testbed.Down(p); err != nil {
-			t.Errorf("down: %v", err)
-		}
-	})
-	return tb, b.Path
+	return tbtest.Up(t, "r", testbed.Config{}), b.Path
 }
 
 func newRuntime(t *testing.T, tb *testbed.Testbed, host, criuPath string) *Runtime {
@@ -83,7 +56,7 @@ func TestCheckpointOnOneHostRestoreOnOther(t *testing.T) {
 	if err := tb.Steer(ip, na.MAC, testbed.HostA); err != nil {
 		t.Fatal(err)
 	}
-	spec := Spec{Name: "echo", Args: []string{"/usr/bin/python3", "-u", "-c", pyEcho}, Netns: na.NetnsPath()}
+	spec := Spec{Name: "echo", Args: testprog.Args(testprog.Counter), Netns: na.NetnsPath()}
 	if _, err := ra.Run(ctx, spec); err != nil {
 		t.Fatal(err)
 	}

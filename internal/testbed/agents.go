@@ -54,14 +54,15 @@ func (tb *Testbed) Token() (string, error) {
 func (tb *Testbed) ContainerNetnsPrefix(host string) string { return tb.Prefix + "-" + host + "-" }
 
 // StartAgents runs `BIN agent serve` in each host's namespace, steering
-// through this testbed's switch, and waits until each answers.
+// through this testbed's switch — through its controller's API when one
+// runs (StartController), else directly — and waits until each answers.
 func (tb *Testbed) StartAgents(bin string) error {
-	tok := make([]byte, 16)
-	if _, err := rand.Read(tok); err != nil {
+	if err := tb.ensureToken(); err != nil {
 		return err
 	}
-	if err := os.WriteFile(tb.TokenFile(), []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
-		return err
+	steer := "bridge:" + tb.Prefix
+	if tb.Switch == SwitchEBPF && tb.controllerRunning() {
+		steer = ControllerURL() + "?token_file=" + tb.TokenFile()
 	}
 	for _, h := range Hosts {
 		dir := tb.HostDir(h)
@@ -71,7 +72,7 @@ func (tb *Testbed) StartAgents(bin string) error {
 		args := []string{"agent", "serve", "--name", h,
 			"--listen", strings.TrimPrefix(AgentURL(h), "http://"), "--socket", tb.AgentSocket(h),
 			"--state-dir", dir, "--uplink", UplinkIf, "--netns-prefix", tb.ContainerNetnsPrefix(h),
-			"--switch", "bridge:" + tb.Prefix, "--token-file", tb.TokenFile()}
+			"--switch", steer, "--token-file", tb.TokenFile()}
 		for _, p := range Hosts {
 			if p != h {
 				args = append(args, "--peer", p+"="+AgentURL(p))
@@ -119,6 +120,22 @@ func waitSocket(path string, timeout time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// ensureToken creates the testbed's bearer token (shared by the agents and
+// the switch controller) unless it exists.
+func (tb *Testbed) ensureToken() error {
+	if _, err := os.Stat(tb.TokenFile()); err == nil {
+		return nil
+	}
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		return err
+	}
+	if err := os.WriteFile(tb.TokenFile(), []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write token: %w", err)
+	}
+	return nil
 }
 
 // removeHostLeftovers deletes what containers leave outside namespaces:

@@ -89,8 +89,13 @@ func (tb *Testbed) ContainerNets(host string) ([]string, error) {
 }
 
 // Steer points the switch at host for the address ip/mac: from now on
-// frames for that MAC leave through host's port, and only that port. With
-// the bridge data plane this is one static FDB entry replaced in place.
+// frames for it leave through host's port, and only that port.
+//
+//   - Bridge: one static FDB entry for mac, replaced in place.
+//   - eBPF switch: one MoveAddress of ip (forward view with mac as the
+//     destination-MAC rewrite, and arp_forward view, in one map update):
+//     through the switch controller's API when one runs (so its desired
+//     state follows), else straight into the pinned tables.
 func (tb *Testbed) Steer(ip netip.Addr, mac net.HardwareAddr, host string) error {
 	if !IsHost(host) {
 		return fmt.Errorf("%w: %q is not a host", ErrUnknownNode, host)
@@ -99,6 +104,9 @@ func (tb *Testbed) Steer(ip netip.Addr, mac net.HardwareAddr, host string) error
 		mac = ContainerMAC(ip)
 	}
 	spec, _ := Spec(host)
+	if tb.Switch == SwitchEBPF {
+		return tb.steerEBPF(ip, mac, spec)
+	}
 	sw, done, err := tb.handle(Switch)
 	if err != nil {
 		return err

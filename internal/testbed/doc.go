@@ -2,7 +2,7 @@
 // machine out of network namespaces:
 //
 //	+-------------------- switch ---------------------+
-//	|  br0 (data plane)            mgmt (198.19.0.1)  |
+//	|  eBPF switch or br0          mgmt (198.19.0.1)  |
 //	| sw-hostA sw-hostB sw-client  mg-hostA mg-hostB..|
 //	+----|--------|--------|----------|--------|------+
 //	   eth0     eth0     eth0       mgmt0    mgmt0
@@ -20,10 +20,14 @@
 // controller, image transfer) is 198.19.0.0/24, both inside 198.18.0.0/15,
 // which is reserved for benchmarking; no namespace has a route anywhere else.
 //
-// Until the eBPF switch takes over, br0 forwards: learning is off on its
-// ports and every known MAC has a static entry, so a container's MAC is
-// steered to exactly one host (Steer), never flooded to both while a
-// migration's destination is pre-staged. The ports are ordinary veth
-// interfaces, so the eBPF data plane can replace br0 without changing the
-// topology.
+// The data plane is the eBPF switch by default (Config.Switch): the
+// program of internal/dataplane on the three data ports, pinned in bpffs per
+// testbed, with every node's address programmed; given the cflow binary, Up
+// also runs the switch controller (cflow switch serve) on 198.19.0.1:5000
+// before the agents, which then steer through its API. The alternative is
+// br0, a Linux bridge with learning off and static FDB entries, kept so the
+// two can be compared on the same topology. Either way Steer sends a
+// container's traffic to exactly one host, never to a pre-staged
+// destination before the move. Down also kills the controller and removes
+// the pins.
 package testbed

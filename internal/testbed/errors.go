@@ -12,4 +12,5 @@ var (
 	ErrUnknownNode = errors.New("unknown node")
 	ErrExists      = errors.New("already exists")
 	ErrNotFound    = errors.New("not found")
+	ErrBadSwitch   = errors.New("invalid switch kind")
 )

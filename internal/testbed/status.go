@@ -34,13 +34,17 @@ type NodeStatus struct {
 // state file), so it shows what is really there.
 type Status struct {
 	Prefix     string       `json:"prefix"`
+	Switch     SwitchStatus `json:"switch"`
 	Nodes      []NodeStatus `json:"nodes"`
 	Containers []NodeStatus `json:"containers"`
 }
 
-// Healthy reports whether every node namespace exists and every link in
-// it is up.
+// Healthy reports whether every node namespace exists, every link in it is
+// up, and (eBPF switch) every data port is attached.
 func (s Status) Healthy() bool {
+	if len(s.Switch.Problems) > 0 {
+		return false
+	}
 	for _, n := range s.Nodes {
 		if !n.Present {
 			return false
@@ -56,7 +60,7 @@ func (s Status) Healthy() bool {
 
 // Status reads the testbed's namespaces, links and processes.
 func (tb *Testbed) Status() (Status, error) {
-	st := Status{Prefix: tb.Prefix}
+	st := Status{Prefix: tb.Prefix, Switch: tb.switchStatus()}
 	nodes := []string{Switch}
 	for _, n := range Nodes {
 		nodes = append(nodes, n.Name)
@@ -126,6 +130,7 @@ func (tb *Testbed) nodeStatus(node string) (NodeStatus, error) {
 
 // Print writes the status as a table.
 func (s Status) Print(w io.Writer) {
+	s.Switch.print(w)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "NODE\tNETNS\tPROCS\tLINK\tSTATE\tMAC\tADDRESSES\n")
 	rows := append(append([]NodeStatus{}, s.Nodes...), s.Containers...)

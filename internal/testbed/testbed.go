@@ -28,8 +28,12 @@ const DefaultPrefix = "cf"
 // Config selects what Up builds.
 type Config struct {
 	Prefix string
-	// AgentBinary, when set, is the cflow binary Up starts one agent per
-	// host with (`cflow agent serve`).
+	// Switch is the data plane between the nodes: SwitchEBPF (the default)
+	// or SwitchBridge (a Linux bridge, kept for comparison).
+	Switch string
+	// AgentBinary, when set, is the cflow binary Up starts the switch
+	// controller (`cflow switch serve`, eBPF switch only) and one agent per
+	// host (`cflow agent serve`) with.
 	AgentBinary string
 }
 
@@ -38,6 +42,8 @@ type Config struct {
 type Testbed struct {
 	Prefix  string    `json:"prefix"`
 	Created time.Time `json:"created"`
+	// Switch is SwitchEBPF or SwitchBridge.
+	Switch string `json:"switch"`
 }
 
 // crashAfterStep makes Up stop after that many steps without cleaning up,
@@ -56,6 +62,12 @@ func Up(cfg Config) (tb *Testbed, err error) {
 	if err := ValidatePrefix(cfg.Prefix); err != nil {
 		return nil, err
 	}
+	if cfg.Switch == "" {
+		cfg.Switch = SwitchEBPF
+	}
+	if cfg.Switch != SwitchEBPF && cfg.Switch != SwitchBridge {
+		return nil, fmt.Errorf("%w: %q (want %s or %s)", ErrBadSwitch, cfg.Switch, SwitchEBPF, SwitchBridge)
+	}
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
@@ -63,7 +75,7 @@ func Up(cfg Config) (tb *Testbed, err error) {
 		return nil, fmt.Errorf("testbed %q %w (namespaces %s); run `cflow testbed down --prefix %s` first",
 			cfg.Prefix, ErrExists, strings.Join(left, ", "), cfg.Prefix)
 	}
-	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC()}
+	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC(), Switch: cfg.Switch}
 	if err := os.MkdirAll(tb.Dir(), 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", tb.Dir(), err)
 	}
@@ -82,8 +94,15 @@ func Up(cfg Config) (tb *Testbed, err error) {
 	for _, n := range Nodes {
 		steps = append(steps, func() error { return tb.makeNode(n.Name) }, func() error { return tb.linkNode(n) })
 	}
+	if tb.Switch == SwitchEBPF {
+		steps = append(steps, tb.setupDataplane)
+	}
 	steps = append(steps, tb.saveState)
 	if cfg.AgentBinary != "" {
+		if tb.Switch == SwitchEBPF {
+			// Before the agents, which steer through it.
+			steps = append(steps, func() error { return tb.StartController(cfg.AgentBinary) })
+		}
 		steps = append(steps, func() error { return tb.StartAgents(cfg.AgentBinary) })
 	}
 	for i, step := range steps {
@@ -120,13 +139,17 @@ func Open(prefix string) (*Testbed, error) {
 	if err := json.Unmarshal(b, tb); err != nil {
 		return nil, fmt.Errorf("parse testbed state %s: %w", prefix, err)
 	}
+	if tb.Switch == "" {
+		tb.Switch = SwitchBridge // state written before the eBPF switch existed
+	}
 	return tb, nil
 }
 
 // Down removes every namespace (and with them every link, address and
-// nftables table) whose name starts with PREFIX-, kills the processes inside,
-// and removes the testbed's state directory. It is idempotent and works on
-// the remains of a crashed Up.
+// nftables table) whose name starts with PREFIX-, kills the processes inside
+// (agents, the switch controller), removes the eBPF switch's pins and the
+// testbed's state directory. It is idempotent and works on the remains of a
+// crashed Up.
 func Down(prefix string) error {
 	if prefix == "" {
 		prefix = DefaultPrefix
@@ -143,6 +166,11 @@ func Down(prefix string) error {
 		if err := nsrun.Delete(n); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// After the namespaces: their deletion took the ports, so removing
+	// the pins frees the program and its maps for good.
+	if err := removePins(prefix); err != nil {
+		errs = append(errs, err)
 	}
 	if err := removeHostLeftovers(prefix); err != nil {
 		errs = append(errs, err)
@@ -247,10 +275,9 @@ func (tb *Testbed) setupSwitch() error {
 	}
 	defer done()
 	// No STP and no forwarding delay: ports forward as soon as they are up.
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: DataBridge}}
-	if err := h.LinkAdd(br); err != nil {
-		return fmt.Errorf("add bridge %s: %w", DataBridge, err)
-	}
+	// The management network is always a bridge; the data network is br0
+	// only in bridge mode (with the eBPF switch the program on each port
+	// forwards).
 	mg := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: MgmtBridge}}
 	if err := h.LinkAdd(mg); err != nil {
 		return fmt.Errorf("add bridge %s: %w", MgmtBridge, err)
@@ -258,7 +285,15 @@ func (tb *Testbed) setupSwitch() error {
 	if err := cnet.AddAddr(h, mg, netip.PrefixFrom(SwitchMgmtIP, MgmtNet.Bits())); err != nil {
 		return err
 	}
-	for _, l := range []netlink.Link{br, mg} {
+	bridges := []netlink.Link{mg}
+	if tb.Switch == SwitchBridge {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: DataBridge}}
+		if err := h.LinkAdd(br); err != nil {
+			return fmt.Errorf("add bridge %s: %w", DataBridge, err)
+		}
+		bridges = append(bridges, br)
+	}
+	for _, l := range bridges {
 		if err := h.LinkSetUp(l); err != nil {
 			return fmt.Errorf("set %s up: %w", l.Attrs().Name, err)
 		}
@@ -291,8 +326,12 @@ func (tb *Testbed) linkNode(n NodeSpec) error {
 		addr               netip.Prefix
 		learning           bool
 	}
+	dataMaster := DataBridge
+	if tb.Switch == SwitchEBPF {
+		dataMaster = "" // a bare port: the eBPF program forwards
+	}
 	wires := []wire{
-		{n.DataPort(), UplinkIf, DataBridge, n.MAC, netip.PrefixFrom(n.DataIP, DataNet.Bits()), false},
+		{n.DataPort(), UplinkIf, dataMaster, n.MAC, netip.PrefixFrom(n.DataIP, DataNet.Bits()), false},
 		{n.MgmtPort(), MgmtIf, MgmtBridge, nil, netip.PrefixFrom(n.MgmtIP, MgmtNet.Bits()), true},
 	}
 	for _, w := range wires {
@@ -309,16 +348,18 @@ func (tb *Testbed) linkNode(n NodeSpec) error {
 		if err != nil {
 			return err
 		}
-		master, err := sw.LinkByName(w.master)
-		if err != nil {
-			return err
-		}
-		if err := sw.LinkSetMaster(port, master); err != nil {
-			return fmt.Errorf("attach %s to %s: %w", w.port, w.master, err)
-		}
-		if !w.learning {
-			if err := sw.LinkSetLearning(port, false); err != nil {
-				return fmt.Errorf("learning off on %s: %w", w.port, err)
+		if w.master != "" {
+			master, err := sw.LinkByName(w.master)
+			if err != nil {
+				return err
+			}
+			if err := sw.LinkSetMaster(port, master); err != nil {
+				return fmt.Errorf("attach %s to %s: %w", w.port, w.master, err)
+			}
+			if !w.learning {
+				if err := sw.LinkSetLearning(port, false); err != nil {
+					return fmt.Errorf("learning off on %s: %w", w.port, err)
+				}
 			}
 		}
 		if err := sw.LinkSetUp(port); err != nil {
@@ -335,7 +376,10 @@ func (tb *Testbed) linkNode(n NodeSpec) error {
 			return fmt.Errorf("set %s/%s up: %w", n.Name, w.peer, err)
 		}
 	}
-	return setFDB(sw, n.DataPort(), n.MAC)
+	if tb.Switch == SwitchBridge {
+		return setFDB(sw, n.DataPort(), n.MAC)
+	}
+	return nil
 }
 
 // setFDB points a MAC at one data port of the bridge with a static entry

@@ -31,7 +31,10 @@ func testPrefix(t *testing.T) string {
 
 // upForTest brings a testbed up and registers its teardown, plus a final
 // check that nothing with its prefix survived.
-func upForTest(t *testing.T) *Testbed {
+func upForTest(t *testing.T) *Testbed { return upForTestMode(t, "") }
+
+// upForTestMode is upForTest with a switch kind ("" for the default).
+func upForTestMode(t *testing.T, kind string) *Testbed {
 	t.Helper()
 	requireRoot(t)
 	p := testPrefix(t)
@@ -41,7 +44,7 @@ func upForTest(t *testing.T) *Testbed {
 		}
 		assertGone(t, p)
 	})
-	tb, err := Up(Config{Prefix: p})
+	tb, err := Up(Config{Prefix: p, Switch: kind})
 	if err != nil {
 		t.Fatalf("up: %v", err)
 	}
@@ -59,6 +62,9 @@ func assertGone(t *testing.T, prefix string) {
 	}
 	if _, err := os.Stat(RunDir + "/" + prefix); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state dir %s/%s left behind (%v)", RunDir, prefix, err)
+	}
+	if _, err := os.Lstat(pinPath(prefix)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("switch pins %s left behind (%v)", pinPath(prefix), err)
 	}
 	out, _ := exec.Command("ip", "-o", "link", "show").Output()
 	for _, l := range strings.Split(string(out), "\n") {
@@ -90,7 +96,17 @@ func serveHello(t *testing.T, tb *Testbed, node, addr, who string) net.Listener 
 }
 
 func TestHostsReachEachOtherThroughSwitch(t *testing.T) {
-	tb := upForTest(t)
+	forEachSwitch(t, testHostsReachEachOther)
+}
+
+// forEachSwitch runs a test against a testbed of each switch kind.
+func forEachSwitch(t *testing.T, fn func(t *testing.T, tb *Testbed)) {
+	for _, kind := range []string{SwitchEBPF, SwitchBridge} {
+		t.Run(kind, func(t *testing.T) { fn(t, upForTestMode(t, kind)) })
+	}
+}
+
+func testHostsReachEachOther(t *testing.T, tb *Testbed) {
 	for _, n := range Nodes {
 		serveHello(t, tb, n.Name, n.DataIP.String()+":7000", n.Name)
 		serveHello(t, tb, n.Name, n.MgmtIP.String()+":7001", n.Name+"-mgmt")
@@ -125,7 +141,10 @@ func TestHostsReachEachOtherThroughSwitch(t *testing.T) {
 // connections follow the address from hostA to hostB once the switch is
 // pointed there, and not before.
 func TestContainerAddressMovesBetweenHosts(t *testing.T) {
-	tb := upForTest(t)
+	forEachSwitch(t, testContainerAddressMoves)
+}
+
+func testContainerAddressMoves(t *testing.T, tb *Testbed) {
 	var log strings.Builder
 	if err := tb.Smoke(&log); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())

@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/containerflow/containerflow/internal/controller"
+	"github.com/containerflow/containerflow/internal/dataplane"
+)
+
+// bpffsRoot is where the switch pins its data plane by default.
+const bpffsRoot = "/sys/fs/bpf"
+
+func newSwitchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "switch",
+		Short: "Run the eBPF switch and its controller API",
+		Long: `The switch is an eBPF program on every switch port with match-action tables in
+BPF maps; its controller serves them over HTTP JSON (the seed's endpoints and a
+/v1 REST API). See docs/switch.md.`,
+	}
+	cmd.AddCommand(newSwitchServeCmd(), newSwitchDestroyCmd())
+	return cmd
+}
+
+type switchFlags struct {
+	name, pinPath, netns string
+}
+
+func (f *switchFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.name, "name", "switch", "switch name: names the default pin path and state file")
+	cmd.Flags().StringVar(&f.pinPath, "pin-path", "", "bpffs directory for maps and links (default /sys/fs/bpf/containerflow/NAME; \"none\": do not pin, the switch stops with the process)")
+	cmd.Flags().StringVar(&f.netns, "netns", "", "network namespace holding the ports (name under /run/netns or a path); default: this process's")
+}
+
+func (f *switchFlags) pin() string {
+	switch f.pinPath {
+	case "":
+		return filepath.Join(bpffsRoot, "containerflow", f.name)
+	case "none":
+		return ""
+	}
+	return f.pinPath
+}
+
+func (f *switchFlags) netnsPath() string {
+	if f.netns == "" || filepath.IsAbs(f.netns) {
+		return f.netns
+	}
+	return filepath.Join("/run/netns", f.netns)
+}
+
+func newSwitchServeCmd() *cobra.Command {
+	var (
+		sf        switchFlags
+		cfgPath   string
+		listen    string
+		socket    string
+		statePath string
+		ports     []string
+		attach    string
+		tokenFile string
+		noAuth    bool
+		fsync     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Load (or take over) the switch data plane, attach its ports and serve the controller API",
+		Example: `  cflow switch serve --config switch.yaml --token-file /etc/cflow/token
+  cflow switch serve --port 1=sw-hostA:hostA --port 2=sw-hostB:hostB --no-auth --listen 127.0.0.1:5000`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := &controller.Config{}
+			if cfgPath != "" {
+				var err error
+				if cfg, err = controller.LoadConfig(cfgPath); err != nil {
+					return err
+				}
+			}
+			for _, p := range ports {
+				pc, err := controller.ParsePortFlag(p)
+				if err != nil {
+					return fmt.Errorf("--port: %w", err)
+				}
+				cfg.Ports = append(cfg.Ports, pc)
+			}
+			mode, err := parseAttach(attach)
+			if err != nil {
+				return err
+			}
+			tok, err := loadToken(tokenFile, noAuth)
+			if err != nil {
+				return err
+			}
+			if statePath == "" {
+				statePath = filepath.Join("/var/lib/containerflow/switch", sf.name+".db")
+			}
+			pin := sf.pin()
+			if pin != "" && strings.HasPrefix(pin, bpffsRoot+"/") {
+				if err := dataplane.EnsureBPFFS(bpffsRoot); err != nil {
+					return err
+				}
+			}
+			if listen == "" && socket == "" {
+				return errors.New("give --listen ADDR:PORT and/or --socket PATH")
+			}
+			ctl, err := controller.New(controller.Options{Config: cfg, PinPath: pin, Netns: sf.netnsPath(),
+				Attach: mode, StatePath: statePath, Fsync: fsync, Token: tok, NoAuth: noAuth, Logger: slog.Default()})
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if err := ctl.Close(); err != nil {
+					slog.Error("close controller", "err", err)
+				}
+			}()
+			return serveHTTP(cmd.Context(), ctl.Handler(), listen, socket, "switch controller")
+		},
+	}
+	sf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&cfgPath, "config", "", "configuration file (YAML or JSON; the seed's controller config is accepted)")
+	f.StringVar(&listen, "listen", ":5000", "TCP address of the API (\"\" for none)")
+	f.StringVar(&socket, "socket", "", "unix socket of the API")
+	f.StringVar(&statePath, "state", "", "bbolt file of the desired state (default /var/lib/containerflow/switch/NAME.db)")
+	f.StringArrayVar(&ports, "port", nil, "switch port N=IFNAME[:NAME] (repeatable; added to the config's ports)")
+	f.StringVar(&attach, "attach", "auto", "attachment: auto (TCX, else tc), tcx or tc")
+	f.StringVar(&tokenFile, "token-file", "", "file with the bearer token writes need (or env CFLOW_TOKEN)")
+	f.BoolVar(&noAuth, "no-auth", false, "accept writes without a token (needed by the seed's scripts, which send none)")
+	f.BoolVar(&fsync, "fsync", false, "fsync the state file on every write (default: within 100 ms; a controller crash loses nothing either way)")
+	return cmd
+}
+
+func parseAttach(s string) (dataplane.AttachMode, error) {
+	switch s {
+	case "auto", "":
+		return dataplane.AttachAuto, nil
+	case "tcx":
+		return dataplane.AttachTCX, nil
+	case "tc":
+		return dataplane.AttachTC, nil
+	}
+	return 0, fmt.Errorf("--attach %q: want auto, tcx or tc", s)
+}
+
+// serveHTTP serves h on a TCP address and/or a unix socket until ctx ends.
+func serveHTTP(ctx context.Context, h http.Handler, listen, socket, what string) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	if listen != "" {
+		l, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", listen, err)
+		}
+		go func() { errc <- srv.Serve(l) }()
+	}
+	if socket != "" {
+		_ = os.Remove(socket)
+		if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+			return err
+		}
+		l, err := net.Listen("unix", socket)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", socket, err)
+		}
+		_ = os.Chmod(socket, 0o600)
+		go func() { errc <- srv.Serve(l) }()
+	}
+	slog.Info(what+" serving", "listen", listen, "socket", socket)
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	case err := <-errc:
+		return err
+	}
+}
+
+func newSwitchDestroyCmd() *cobra.Command {
+	var sf switchFlags
+	cmd := &cobra.Command{
+		Use:   "destroy",
+		Short: "Detach a pinned switch from its ports and remove its pins (stops forwarding)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pin := sf.pin()
+			if pin == "" {
+				return errors.New("nothing to destroy without a pin path")
+			}
+			if _, err := os.Stat(pin); errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(cmd.OutOrStdout(), "no switch pinned at %s\n", pin)
+				return nil
+			}
+			dp, err := dataplane.Load(dataplane.Options{PinPath: pin, Netns: sf.netnsPath(), Logger: slog.Default()})
+			if err != nil {
+				return err
+			}
+			if err := dp.Destroy(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "switch %s destroyed\n", pin)
+			return nil
+		},
+	}
+	sf.register(cmd)
+	return cmd
+}
