@@ -23,11 +23,15 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-# The main job. Until the migration experiment exists: the doctor, then a
-# testbed smoke run (up, same-IP move through the switch, down).
+# The main job: the doctor, a testbed smoke run, then live migrations of a
+# streaming workload with the client-visible downtime and every lost byte
+# counted (results in results/demo/).
 demo: deps build
 	./$(BIN) doctor
 	./$(BIN) testbed smoke --prefix cfdemo
+	mkdir -p results/demo
+	./$(BIN) bench migrate --prefix cfdemo --migrations 6 --connections 8 \
+		--records results/demo --json results/demo/bench-migrate.json
 
 # Every test, on the real kernel, CRIU and runc, as root.
 test: deps vet

@@ -11,7 +11,7 @@ import (
 )
 
 // newBenchMigrateCmd measures migrations from the client's side.
-func newBenchMigrateCmd() *cobra.Command {
+func newBenchMigrateCmd(g *globals) *cobra.Command {
 	var (
 		o        migratebench.Options
 		jsonPath string
@@ -24,7 +24,8 @@ ways every --interval on --connections connections) in a container on hostA,
 migrates it between hostA and hostB --migrations times, and reports, per
 migration and as distributions: the client-visible downtime (the longest
 silence any connection saw, per direction), time to ready, every phase, and
-every lost, duplicated or unanswered byte. The testbed is removed afterwards.`,
+every lost, duplicated or unanswered byte. The testbed (a new one, named by
+--prefix or at random) is removed afterwards.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
@@ -33,6 +34,9 @@ every lost, duplicated or unanswered byte. The testbed is removed afterwards.`,
 			}
 			o.Binary = exe
 			o.Progress = cmd.OutOrStdout()
+			if cmd.Flags().Changed("prefix") {
+				o.Prefix = g.prefix // otherwise a fresh random one: never an existing testbed
+			}
 			if o.Migrations < 1 || o.Connections < 1 || o.Interval <= 0 {
 				return fmt.Errorf("--migrations and --connections must be >= 1 and --interval > 0")
 			}
