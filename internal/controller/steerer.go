@@ -11,8 +11,9 @@ import (
 // implements the agents' Steerer interface. The host name is sent as the
 // port reference, so the controller's configuration (ports named after the
 // hosts they lead to) decides the port; Ports overrides that for hosts
-// whose port has another name. The move is one API call, which the
-// controller applies as one table update of both views.
+// whose port has another name. The move goes through the batch endpoint,
+// all-or-nothing, as one move_address operation, which the controller
+// applies as one table update of both views (forward and ARP).
 type Steerer struct {
 	Client *Client
 	// Ports maps host names to switch ports; hosts not in it are sent as
@@ -33,7 +34,11 @@ func (s *Steerer) Steer(ctx context.Context, ip netip.Addr, mac net.HardwareAddr
 	if s.RewriteMAC {
 		dst = mac
 	}
-	if err := s.Client.MoveAddress(ctx, ip, port, dst); err != nil {
+	op := Op{Op: "move_address", IP: ip.String(), Port: port}
+	if dst != nil {
+		op.DstMAC = dst.String()
+	}
+	if err := s.Client.Batch(ctx, op); err != nil {
 		return fmt.Errorf("steer %s to %s: %w", ip, host, err)
 	}
 	return nil
