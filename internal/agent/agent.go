@@ -52,6 +52,12 @@ type Config struct {
 	// that dies mid-restore can leave runc waiting forever on the
 	// half-restored tasks; the timeout turns that into a rollback.
 	CRIUTimeout time.Duration
+	// HookCommand and HookSocket let this agent take the address of an
+	// incoming container from inside its restore (see hook.go): the
+	// command (e.g. cflow agent hook) is run by CRIU and calls back on the
+	// socket. Without them, or without a Steerer, the source steers.
+	HookCommand []string
+	HookSocket  string
 	// KeepImages leaves each migration's images and CRIU logs in ImagesDir
 	// (for inspection) instead of removing them.
 	KeepImages bool
@@ -220,7 +226,11 @@ func (a *Agent) specPath(name string) string {
 func (a *Agent) netns(name string) string { return a.cfg.NetnsPrefix + name }
 
 func (a *Agent) runtimeSpec(s ContainerSpec) runtime.Spec {
-	rs := runtime.Spec{Name: s.Name, Args: s.Args, Env: s.Env, Cwd: s.Cwd, Netns: "/run/netns/" + a.netns(s.Name)}
+	return a.runtimeSpecWith(s, "")
+}
+
+func (a *Agent) runtimeSpecWith(s ContainerSpec, actionScript string) runtime.Spec {
+	rs := runtime.Spec{Name: s.Name, Args: s.Args, Env: s.Env, Cwd: s.Cwd, Netns: "/run/netns/" + a.netns(s.Name), ActionScript: actionScript}
 	if a.cfg.BinDir != "" {
 		rs.Binds = []runtime.Bind{{Source: a.cfg.BinDir, Target: "/opt/cflow/bin"}}
 	}

@@ -100,8 +100,23 @@ func (a *Agent) Handler() http.Handler {
 	}))
 	mux.Handle("POST /v1/migrations/{name}/images", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		rep, err := a.receiveAndRestore(r.Context(), r.PathValue("name"), r.Body)
+		if err != nil && rep.Switched {
+			// The source must know the address moved here before the
+			// failure, to point it back before rolling back.
+			writeJSON(w, http.StatusInternalServerError, map[string]any{"error": err.Error(), "switched": true})
+			return
+		}
 		reply(w, rep, err)
 	}))
+	// Called by the go-live hook CRIU runs inside a restore; authenticated
+	// by the migration's one-time nonce, not the bearer token.
+	mux.HandleFunc("POST /v1/migrations/{name}/hook", func(w http.ResponseWriter, r *http.Request) {
+		var req hookRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		reply(w, map[string]string{"live": r.PathValue("name")}, a.goLive(r.Context(), r.PathValue("name"), req.Nonce))
+	})
 	mux.Handle("POST /v1/migrations/{name}/commit", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"committed": r.PathValue("name")}, a.commitIncoming(r.Context(), r.PathValue("name")))
 	}))

@@ -58,8 +58,9 @@ func (a *Agent) peerClient(base string) *Client {
 
 // APIError is an error answer from an agent.
 type APIError struct {
-	Status int
-	Msg    string
+	Status   int
+	Msg      string
+	Switched bool // a failed restore had already taken the address
 }
 
 func (e *APIError) Error() string { return fmt.Sprintf("agent: %s (HTTP %d)", e.Msg, e.Status) }
@@ -107,12 +108,13 @@ func decodeResp(resp *http.Response, out any) error {
 	}
 	if resp.StatusCode >= 300 {
 		var e struct {
-			Error string `json:"error"`
+			Error    string `json:"error"`
+			Switched bool   `json:"switched"`
 		}
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(b))
 		}
-		return &APIError{Status: resp.StatusCode, Msg: e.Error}
+		return &APIError{Status: resp.StatusCode, Msg: e.Error, Switched: e.Switched}
 	}
 	if out == nil {
 		return nil

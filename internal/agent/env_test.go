@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -15,6 +16,15 @@ import (
 	"github.com/containerflow/containerflow/internal/testbed"
 	"github.com/containerflow/containerflow/internal/testbed/tbtest"
 )
+
+// TestMain lets the test binary stand in for `cflow agent hook`, which CRIU
+// runs while restoring an incoming container.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 2 && os.Args[1] == "agent" && os.Args[2] == "hook" {
+		os.Exit(HookMain(os.Args[3:]))
+	}
+	os.Exit(m.Run())
+}
 
 // env is a testbed with an agent on each host, run inside this test
 // process (each agent's network work happens in its host's namespace).
@@ -71,7 +81,9 @@ func newEnv(t *testing.T) *env {
 	for _, h := range testbed.Hosts {
 		hostNs, _ := tb.Netns(h)
 		dir := filepath.Join(base, h)
+		self, _ := os.Executable()
 		e.configs[h] = Config{
+			HookCommand: []string{self, "agent", "hook"}, HookSocket: filepath.Join(base, h+".sock"),
 			Name: h, StateDir: dir, // images in /dev/shm/containerflow/PREFIX-HOST, removed by testbed.Down
 			NetnsPrefix: prefix + "-" + h + "-", HostNetns: hostNs, Uplink: testbed.UplinkIf,
 			PrefixLen: testbed.DataNet.Bits(), Peers: peers, Steerer: e.steer, Token: token, CRIU: b.Path,
@@ -104,6 +116,12 @@ func (e *env) startAgent(h string) {
 		}
 	})}
 	go srv.Serve(l) //nolint:errcheck // closed in cleanup
+	_ = os.Remove(e.configs[h].HookSocket)
+	ul, err := net.Listen("unix", e.configs[h].HookSocket)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	go srv.Serve(ul) //nolint:errcheck // closed with the server
 	e.agents[h], e.servers[h] = a, srv
 }
 

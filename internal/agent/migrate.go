@@ -26,6 +26,9 @@ type MigrateRequest struct {
 	// DrainTimeoutMs bounds the wait for send queues to empty before the
 	// freeze; 0 skips the wait.
 	DrainTimeoutMs int `json:"drain_timeout_ms,omitempty"`
+	// NoHandoff turns off catching clients' frames during the freeze and
+	// sending them on to the destination (see catcher); for comparisons.
+	NoHandoff bool `json:"no_handoff,omitempty"`
 }
 
 // PrepareRequest pre-stages an incoming container on the destination.
@@ -38,6 +41,9 @@ type PrepareRequest struct {
 type incoming struct {
 	resumeSignal int
 	dir          string
+	nonce        string        // the go-live hook's credential ("" without a hook)
+	switched     bool          // the hook took the address
+	switchTook   time.Duration // how long steering took in the hook
 }
 
 // faults lets tests break a migration at a chosen point, on the real path.
@@ -81,9 +87,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	plan := migration.Plan{
 		Container: name, From: a.cfg.Name, To: req.To, ImagesDir: dir,
 		Source: src, Dest: dst,
-		Switch: steerFunc(func(ctx context.Context) error {
-			return a.cfg.Steerer.Steer(ctx, spec.IP, net.HardwareAddr(spec.MAC), req.To)
-		}),
+		Switch: steering{a: a, spec: spec, to: req.To},
 	}
 	rec, err := migration.Run(ctx, plan)
 	if !a.cfg.KeepImages {
@@ -107,9 +111,22 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	return rec, err
 }
 
-type steerFunc func(context.Context) error
+// steering points the container's address at the destination, or back here.
+type steering struct {
+	a    *Agent
+	spec ContainerSpec
+	to   string
+}
 
-func (f steerFunc) Steer(ctx context.Context) error { return f(ctx) }
+func (s steering) Steer(ctx context.Context) error { return s.steer(ctx, s.to) }
+func (s steering) Back(ctx context.Context) error  { return s.steer(ctx, s.a.cfg.Name) }
+
+func (s steering) steer(ctx context.Context, host string) error {
+	if s.a.cfg.Steerer == nil {
+		return fmt.Errorf("agent %s has no switch to steer", s.a.cfg.Name)
+	}
+	return s.a.cfg.Steerer.Steer(ctx, s.spec.IP, net.HardwareAddr(s.spec.MAC), host)
+}
 
 // localSource is the migration's view of this agent as the source.
 type localSource struct {
@@ -118,6 +135,7 @@ type localSource struct {
 	req      MigrateRequest
 	dir      string
 	signaled bool
+	catch    *catcher
 }
 
 func (s *localSource) Quiesce(ctx context.Context) error {
@@ -147,13 +165,43 @@ func (s *localSource) Resume(ctx context.Context) error {
 	return s.a.rt.Signal(ctx, s.spec.Name, syscall.Signal(s.req.QuiesceSignal))
 }
 
-func (s *localSource) Freeze(context.Context) error { return s.a.rt.Freeze(s.spec.Name, 5*time.Second) }
+// Freeze starts catching the clients' frames, then freezes: from here on
+// the container answers no one.
+func (s *localSource) Freeze(context.Context) error {
+	if !s.req.NoHandoff {
+		c, err := startCatcher(s.a.cfg.HostNetns, s.a.cfg.Uplink, net.HardwareAddr(s.spec.MAC), s.spec.IP)
+		if err != nil {
+			// Only an optimisation: clients then wait for their own
+			// retransmissions.
+			s.a.log.Warn("no frame handoff for this migration", "err", err)
+		}
+		s.catch = c
+	}
+	return s.a.rt.Freeze(s.spec.Name, 5*time.Second)
+}
+
+func (s *localSource) dropCatch() {
+	if s.catch != nil {
+		s.catch.discard()
+		s.catch = nil
+	}
+}
+
+func (s *localSource) Handoff(context.Context) (int, error) {
+	if s.catch == nil {
+		return 0, nil
+	}
+	c := s.catch
+	s.catch = nil
+	return c.release()
+}
 
 // Thaw resumes the container after a failed freeze or dump. A dump that
 // failed because CRIU died can also leave CRIU's network lock in the
 // namespace and the sockets in TCP repair mode; both are undone, or the
 // container would run with every connection silently dead.
 func (s *localSource) Thaw(ctx context.Context) error {
+	s.dropCatch()
 	err := s.a.rt.Thaw(s.spec.Name)
 	if errors.Is(err, runtime.ErrNotFound) {
 		return nil // the container is gone: nothing to resume
@@ -187,6 +235,7 @@ func (s *localSource) Running(ctx context.Context) bool {
 }
 
 func (s *localSource) RestoreLocal(ctx context.Context, dir string) error {
+	s.dropCatch()
 	o := s.opts(dir)
 	o.WorkDir = filepath.Join(dir, "work-rollback")
 	if _, err := s.a.rt.Restore(ctx, s.a.runtimeSpec(s.spec), o); err != nil {
@@ -196,6 +245,7 @@ func (s *localSource) RestoreLocal(ctx context.Context, dir string) error {
 }
 
 func (s *localSource) Finish(ctx context.Context) error {
+	s.dropCatch()
 	err := s.a.rt.Delete(ctx, s.spec.Name)
 	if derr := cnet.Delete(s.a.netns(s.spec.Name)); err == nil {
 		err = derr
@@ -236,6 +286,13 @@ func (d *remoteDest) TransferAndRestore(ctx context.Context, dir string) (migrat
 	var rep migration.DestReport
 	err := d.c.doStream(ctx, "/v1/migrations/"+d.name+"/images", pr, &rep)
 	pr.Close()
+	if err != nil {
+		// A failed restore still says whether the destination had taken
+		// the address before failing (see api.go).
+		if apiErr, ok := err.(*APIError); ok && apiErr.Switched {
+			rep.Switched = true
+		}
+	}
 	return rep, err
 }
 
@@ -298,7 +355,16 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest) error {
 	if err := cnet.Lock(a.netns(s.Name)); err != nil {
 		return fail(err)
 	}
-	if err := a.rt.PrepareBundle(a.runtimeSpec(s)); err != nil {
+	script := ""
+	if a.hookEnabled() {
+		var nonce string
+		var err error
+		if script, nonce, err = a.writeHookScript(dir, s.Name); err != nil {
+			return fail(err)
+		}
+		e.incoming.nonce = nonce
+	}
+	if err := a.rt.PrepareBundle(a.runtimeSpecWith(s, script)); err != nil {
 		return fail(err)
 	}
 	a.log.Info("incoming container staged", "name", s.Name, "from", req.From)
@@ -336,15 +402,20 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 	o := runtime.CheckpointOpts{ImagesDir: filepath.Join(in.dir, "images"), WorkDir: filepath.Join(in.dir, "work")}
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.CRIUTimeout)
 	defer cancel()
+	// The bundle written at prepare time (with the go-live hook) is used.
 	pid, err := a.rt.Restore(rctx, a.runtimeSpec(e.info.ContainerSpec), o)
+	a.mu.Lock()
+	rep := migration.DestReport{Bytes: n, Transfer: t1.Sub(t0), Switched: in.switched, SwitchTook: in.switchTook}
+	a.mu.Unlock()
 	if err != nil {
-		return migration.DestReport{}, err
+		return rep, err
 	}
 	t2 := time.Now()
 	a.mu.Lock()
 	e.info.Pid = pid
 	a.mu.Unlock()
-	return migration.DestReport{Bytes: n, Transfer: t1.Sub(t0), Restore: t2.Sub(t1), RestoredAt: t2}, nil
+	rep.Restore, rep.RestoredAt = t2.Sub(t1), t2
+	return rep, nil
 }
 
 func (a *Agent) commitIncoming(ctx context.Context, name string) error {
@@ -361,6 +432,9 @@ func (a *Agent) commitIncoming(ctx context.Context, name string) error {
 		if err := a.rt.Signal(ctx, name, syscall.Signal(sig)); err != nil {
 			a.log.Warn("resume signal failed", "name", name, "err", err)
 		}
+	}
+	if err := a.rt.SetActionScript(a.runtimeSpec(e.info.ContainerSpec), ""); err != nil {
+		return err
 	}
 	if !a.cfg.KeepImages {
 		_ = mounts.RemoveAll(e.incoming.dir)

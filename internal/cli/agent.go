@@ -59,8 +59,15 @@ func newAgentCmd() *cobra.Command {
 			}
 			cfg.Steerer = st
 			cfg.Log = slog.Default()
-			if exe, err := os.Executable(); err == nil && cfg.BinDir == "" {
-				cfg.BinDir = filepath.Dir(exe)
+			if exe, err := os.Executable(); err == nil {
+				if cfg.BinDir == "" {
+					cfg.BinDir = filepath.Dir(exe)
+				}
+				if socket != "" {
+					// CRIU calls back through this to let the agent take
+					// an incoming container's address before it resumes.
+					cfg.HookCommand, cfg.HookSocket = []string{exe, "agent", "hook"}, socket
+				}
 			}
 			a, err := agent.New(cfg)
 			if err != nil {
@@ -110,7 +117,19 @@ func newAgentCmd() *cobra.Command {
 	for _, req := range []string{"name", "state-dir", "netns-prefix"} {
 		_ = serve.MarkFlagRequired(req)
 	}
-	cmd.AddCommand(serve)
+	hook := &cobra.Command{
+		Use:                "hook --socket PATH --name NAME --nonce N",
+		Short:              "Called by CRIU while restoring an incoming container: asks the agent to take its address",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := agent.HookMain(args); code != 0 {
+				return errSilentf(cmd, "agent hook failed")
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(serve, hook)
 	return cmd
 }
 

@@ -69,5 +69,6 @@ every lost, duplicated or unanswered byte. The testbed (a new one, named by
 	f.StringVar(&jsonPath, "json", "", "write the result as JSON to this file")
 	f.IntVar(&o.Request.QuiesceSignal, "quiesce-signal", 0, "signal sent before the freeze and after the move (0: none)")
 	f.IntVar(&o.Request.DrainTimeoutMs, "drain-timeout-ms", 0, "wait for send queues to drain before the freeze")
+	f.BoolVar(&o.CompareHandoff, "compare-handoff", false, "alternate migrations with and without the handoff of frames caught during the freeze, and report both")
 	return cmd
 }

@@ -237,7 +237,7 @@ func printRecord(cmd *cobra.Command, from string, r *migration.Record) {
 	fmt.Fprintf(w, "%s: %s -> %s %s\n", r.Container, from, r.TargetNode, r.Status)
 	fmt.Fprintf(w, "  prepare %.1f ms, freeze %.1f ms, checkpoint %.1f ms (%d bytes), transfer %.1f ms, restore %.1f ms, switch %.1f ms, resume %.1f ms\n",
 		r.PrepareMs, r.FreezeMs, r.CheckpointMs, r.CheckpointB, r.TransferMs, r.RestoreMs, r.SwitchMs, r.ResumeMs)
-	fmt.Fprintf(w, "  time to ready %.1f ms, total %.1f ms\n", r.TimeToReadyMs, r.TotalMs)
+	fmt.Fprintf(w, "  time to ready %.1f ms, total %.1f ms; %d client frames caught during the freeze handed to %s\n", r.TimeToReadyMs, r.TotalMs, r.HandoffFrames, r.TargetNode)
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)
 	}

@@ -28,6 +28,10 @@ type Source interface {
 	RestoreLocal(ctx context.Context, dir string) error
 	// Resume undoes Quiesce (the same signal again).
 	Resume(ctx context.Context) error
+	// Handoff runs as soon as the destination is live: the source hands
+	// over what it still holds for the container (clients' frames caught
+	// during the freeze, sent on to the destination) and says how many.
+	Handoff(ctx context.Context) (int, error)
 	// Finish removes the source copy once the destination owns it.
 	Finish(ctx context.Context) error
 }
@@ -38,6 +42,12 @@ type DestReport struct {
 	Transfer   time.Duration `json:"transfer_ns"`
 	Restore    time.Duration `json:"restore_ns"`
 	RestoredAt time.Time     `json:"restored_at"`
+	// Switched says the destination pointed the switch at itself (and
+	// removed its lock) from inside the restore, after CRIU had rebuilt
+	// the container and before its first instruction ran; SwitchTook is
+	// how long that took.
+	Switched   bool          `json:"switched"`
+	SwitchTook time.Duration `json:"switch_took_ns"`
 }
 
 // Destination is the host the container goes to.
@@ -55,9 +65,10 @@ type Destination interface {
 	Abort(ctx context.Context) error
 }
 
-// Switch points the container's address at the destination.
+// Switch points the container's address at the destination, or back.
 type Switch interface {
 	Steer(ctx context.Context) error
+	Back(ctx context.Context) error
 }
 
 // Plan is one migration.
@@ -175,6 +186,13 @@ func Run(ctx context.Context, p Plan) (*Record, error) {
 	}
 
 	rep, err := p.Dest.TransferAndRestore(ctx, p.ImagesDir)
+	if err != nil && rep.Switched {
+		// The destination switched and then its restore failed: point the
+		// switch back before the source takes the container up again.
+		if berr := p.Switch.Back(context.Background()); berr != nil {
+			return finish(StatusFailed, fmt.Errorf("restore on %s failed after it took the address (%v), and the switch could not be pointed back: %v", p.To, err, berr))
+		}
+	}
 	if err != nil {
 		return rollback(fmt.Errorf("transfer/restore on %s: %v", p.To, err))
 	}
@@ -189,11 +207,20 @@ func Run(ctx context.Context, p Plan) (*Record, error) {
 		rec.TransferMs += over
 	}
 
-	if err := p.Switch.Steer(ctx); err != nil {
-		return rollback(fmt.Errorf("switch update: %v", err))
+	var switched time.Time
+	if rep.Switched {
+		// Done by the destination inside the restore; its time is part of
+		// restore_ms and reported on its own too.
+		switched = restored
+		rec.SwitchDoneNs = switched.UnixNano()
+		rec.SwitchMs = ms(rep.SwitchTook)
+	} else {
+		if err := p.Switch.Steer(ctx); err != nil {
+			return rollback(fmt.Errorf("switch update: %v", err))
+		}
+		switched = mark(&rec.SwitchDoneNs)
+		rec.SwitchMs = ms(switched.Sub(restored))
 	}
-	switched := mark(&rec.SwitchDoneNs)
-	rec.SwitchMs = ms(switched.Sub(restored))
 
 	// From here on the destination owns the container: errors are
 	// reported, not rolled back.
@@ -204,6 +231,12 @@ func Run(ctx context.Context, p Plan) (*Record, error) {
 	ready := mark(&rec.ReadyNs)
 	rec.ResumeMs = ms(ready.Sub(switched))
 	rec.TimeToReadyMs = ms(ready.Sub(frozenAt))
+	n, err := p.Source.Handoff(context.Background())
+	rec.HandoffFrames = int64(n)
+	rec.HandoffMs = ms(now().Sub(ready))
+	if err != nil {
+		after = append(after, fmt.Errorf("handoff from %s: %w", p.From, err))
+	}
 	if err := p.Source.Finish(context.Background()); err != nil {
 		after = append(after, fmt.Errorf("cleanup on %s: %w", p.From, err))
 	}

@@ -22,6 +22,9 @@ type Record struct {
 	Status      string `json:"status" kv:"status"` // success, rolled_back, failed
 	Error       string `json:"error,omitempty" kv:"error"`
 	CheckpointB int64  `json:"checkpoint_size_bytes" kv:"checkpoint_size_bytes"`
+	// HandoffFrames counts the clients' frames caught on the source during
+	// the freeze and sent on to the destination once it was live.
+	HandoffFrames int64 `json:"handoff_frames" kv:"handoff_frames"`
 
 	MigrationStartNs  int64 `json:"migration_start_ns" kv:"migration_start_ns"`
 	PrepareDoneNs     int64 `json:"prepare_done_ns" kv:"prepare_done_ns"`
@@ -42,6 +45,7 @@ type Record struct {
 	RestoreMs    float64 `json:"restore_ms" kv:"restore_ms"`
 	SwitchMs     float64 `json:"switch_ms" kv:"switch_ms"`
 	ResumeMs     float64 `json:"resume_ms" kv:"resume_ms"`
+	HandoffMs    float64 `json:"handoff_ms" kv:"handoff_ms"`
 	CleanupMs    float64 `json:"cleanup_ms" kv:"cleanup_ms"`
 	// TimeToReadyMs runs from the freeze to the moment the destination is
 	// unlocked behind the switch: the seed's "client-visible downtime"

@@ -22,6 +22,25 @@ type Spec struct {
 	// Binds are extra read-only bind mounts, host path -> container path
 	// (the project's own binaries, for instance).
 	Binds []Bind `json:"binds,omitempty"`
+	// ActionScript, when set, is run by CRIU at every step of a restore of
+	// this bundle (CRIU's action-script option); see CRIUConfig.
+	ActionScript string `json:"action_script,omitempty"`
+}
+
+// criuConfName is the bundle's CRIU configuration, named in config.json by
+// runc's org.criu.config annotation, so checkpoints and restores do not
+// depend on the machine-wide /etc/criu/runc.conf.
+const criuConfName = "criu.conf"
+
+// CRIUConfig is what runc's CRIU reads for this container: nftables for
+// the network lock (iptables is not installed here, and nftables locks are
+// faster), and the action script if any.
+func (s Spec) CRIUConfig() string {
+	c := "network-lock nftables\n"
+	if s.ActionScript != "" {
+		c += "action-script " + s.ActionScript + "\n"
+	}
+	return c
 }
 
 // Bind is a read-only bind mount.
@@ -55,6 +74,9 @@ func (s Spec) Validate() error {
 		if !filepath.IsAbs(b.Source) || !filepath.IsAbs(b.Target) {
 			return fmt.Errorf("%w: bind %s:%s needs absolute paths", ErrBadSpec, b.Source, b.Target)
 		}
+	}
+	if s.ActionScript != "" && !filepath.IsAbs(s.ActionScript) {
+		return fmt.Errorf("%w: action script %q needs an absolute path", ErrBadSpec, s.ActionScript)
 	}
 	return nil
 }
@@ -139,7 +161,11 @@ func writeBundle(dir string, s Spec, cgroupsPath string) error {
 			binds = append(binds, roBind(empty, m))
 		}
 	}
+	if err := os.WriteFile(filepath.Join(dir, criuConfName), []byte(s.CRIUConfig()), 0o644); err != nil {
+		return err
+	}
 	cfg := ociConfig(s, cgroupsPath, binds)
+	cfg.Annotations = map[string]string{"org.criu.config": filepath.Join(dir, criuConfName)}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return err

@@ -159,6 +159,17 @@ func (r *Runtime) PrepareBundle(s Spec) error {
 	return writeBundle(bundle, s, r.cgroupsPath(s.Name))
 }
 
+// SetActionScript rewrites the bundle's CRIU configuration with another
+// action script ("" for none), e.g. once an incoming container is live and
+// its go-live hook must not run at its next checkpoint.
+func (r *Runtime) SetActionScript(s Spec, script string) error {
+	s.ActionScript = script
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(r.BundleDir(s.Name), criuConfName), []byte(s.CRIUConfig()), 0o644)
+}
+
 // Delete kills the container and removes its runc state, cgroups and
 // bundle. Deleting a missing container is not an error.
 func (r *Runtime) Delete(ctx context.Context, name string) error {

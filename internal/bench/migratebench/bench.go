@@ -35,7 +35,11 @@ type Options struct {
 	Prefix      string        // testbed prefix; random when empty
 	RecordsDir  string        // when set, migration_timing_N.{txt,json} go here
 	Request     agent.MigrateRequest
-	Progress    io.Writer
+	// CompareHandoff alternates migrations with and without the handoff of
+	// clients' frames caught during the freeze, and reports both, measured
+	// side by side in one run.
+	CompareHandoff bool
+	Progress       io.Writer
 }
 
 // PerMigration is one row of the result.
@@ -45,6 +49,7 @@ type PerMigration struct {
 	To          string           `json:"to"`
 	Status      string           `json:"status"`
 	Error       string           `json:"error,omitempty"`
+	Handoff     bool             `json:"handoff"`
 	DowntimeMs  float64          `json:"downtime_ms"`
 	EchoGapMs   float64          `json:"echo_gap_ms"`
 	StreamGapMs float64          `json:"stream_gap_ms"`
@@ -66,14 +71,18 @@ type Result struct {
 	// direction around each migration; EchoGapMs only counts the echoes of
 	// the client's records (which wait for the client's retransmission),
 	// StreamGapMs only the server's own stream.
-	DowntimeMs      metrics.Dist                `json:"downtime_ms"`
-	EchoGapMs       metrics.Dist                `json:"echo_gap_ms"`
-	StreamGapMs     metrics.Dist                `json:"stream_gap_ms"`
-	TimeToReadyMs   metrics.Dist                `json:"time_to_ready_ms"`
-	PhaseMs         map[string]metrics.MeanSDOf `json:"phase_ms"`
-	CheckpointBytes metrics.Dist                `json:"checkpoint_size_bytes"`
-	PerMigration    []PerMigration              `json:"per_migration"`
-	Options         struct {
+	DowntimeMs    metrics.Dist `json:"downtime_ms"`
+	EchoGapMs     metrics.Dist `json:"echo_gap_ms"`
+	StreamGapMs   metrics.Dist `json:"stream_gap_ms"`
+	TimeToReadyMs metrics.Dist `json:"time_to_ready_ms"`
+	// With CompareHandoff: the downtime of the migrations with and without
+	// the handoff.
+	DowntimeHandoffMs   *metrics.Dist               `json:"downtime_with_handoff_ms,omitempty"`
+	DowntimeNoHandoffMs *metrics.Dist               `json:"downtime_without_handoff_ms,omitempty"`
+	PhaseMs             map[string]metrics.MeanSDOf `json:"phase_ms"`
+	CheckpointBytes     metrics.Dist                `json:"checkpoint_size_bytes"`
+	PerMigration        []PerMigration              `json:"per_migration"`
+	Options             struct {
 		Interval string `json:"interval"`
 		Settle   string `json:"settle"`
 	} `json:"options"`
@@ -154,10 +163,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		req := o.Request
 		req.To = to
+		if o.CompareHandoff {
+			req.NoHandoff = n%2 == 0
+		}
 		start := time.Now()
 		r, merr := clients[where].Migrate(ctx, "stream", req)
 		end := time.Now()
-		pm := PerMigration{N: n, From: where, To: to}
+		pm := PerMigration{N: n, From: where, To: to, Handoff: !req.NoHandoff}
 		if r != nil {
 			pm.Record = r.Record
 			pm.Status = r.Record.Status
@@ -194,7 +206,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		final = append(final, c.Stop(context.Background(), 5*time.Second))
 	}
 	conns = nil
-	var down, ready, echoGaps, streamGaps []float64
+	var down, ready, echoGaps, streamGaps, downHO, downNoHO []float64
 	phases := map[string][]float64{}
 	var sizes []float64
 	for i, pm := range res.PerMigration {
@@ -215,6 +227,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			continue
 		}
 		down = append(down, res.PerMigration[i].DowntimeMs)
+		if pm.Handoff {
+			downHO = append(downHO, res.PerMigration[i].DowntimeMs)
+		} else {
+			downNoHO = append(downNoHO, res.PerMigration[i].DowntimeMs)
+		}
 		echoGaps = append(echoGaps, msOf(echo))
 		streamGaps = append(streamGaps, msOf(srv))
 		r := pm.Record
@@ -237,6 +254,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.BytesSent += s.Sent * stream.RecordSize
 	}
 	res.DowntimeMs = metrics.Summarize(down)
+	if o.CompareHandoff {
+		ho, noho := metrics.Summarize(downHO), metrics.Summarize(downNoHO)
+		res.DowntimeHandoffMs, res.DowntimeNoHandoffMs = &ho, &noho
+	}
 	res.EchoGapMs = metrics.Summarize(echoGaps)
 	res.StreamGapMs = metrics.Summarize(streamGaps)
 	res.TimeToReadyMs = metrics.Summarize(ready)
@@ -267,6 +288,14 @@ func (r *Result) Print(w io.Writer) {
 		d    metrics.Dist
 	}{{"client-visible downtime", r.DowntimeMs}, {"  echo direction", r.EchoGapMs}, {"  server stream", r.StreamGapMs}, {"time to ready", r.TimeToReadyMs}} {
 		fmt.Fprintf(w, "%-22s %8.1f %8.1f %8.1f %8.1f %8.1f\n", row.name, row.d.P50, row.d.P95, row.d.P99, row.d.Max, row.d.Mean)
+	}
+	if r.DowntimeHandoffMs != nil {
+		for _, row := range []struct {
+			name string
+			d    *metrics.Dist
+		}{{"downtime, handoff on", r.DowntimeHandoffMs}, {"downtime, handoff off", r.DowntimeNoHandoffMs}} {
+			fmt.Fprintf(w, "%-22s %8.1f %8.1f %8.1f %8.1f %8.1f  (n=%d)\n", row.name, row.d.P50, row.d.P95, row.d.P99, row.d.Max, row.d.Mean, row.d.N)
+		}
 	}
 	fmt.Fprintf(w, "%-22s %8s %8s\n", "phase (ms)", "mean", "sd")
 	for _, k := range []string{"prepare", "freeze", "checkpoint", "transfer", "restore", "switch", "resume", "total"} {

@@ -1,0 +1,121 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerflow/containerflow/internal/cnet"
+)
+
+// The go-live hook. A restored container must not talk before the switch
+// points at it (its output could not be taken back if the migration were
+// rolled back), but every packet it sends while its namespace is locked is
+// dropped and waits for a retransmission timer that, on a freshly restored
+// socket, starts at one second. So the destination takes the address at the
+// only moment when neither problem exists: CRIU runs its action scripts at
+// "pre-resume" after it has rebuilt everything (and lifted its own lock) and
+// before the first instruction of the container runs. The script calls back
+// into this agent, which points the switch here and unlocks the namespace;
+// if that fails, the script fails, CRIU aborts the restore, and the source
+// rolls back as for any failed restore.
+
+// hookEnabled says whether this agent can take the address itself.
+func (a *Agent) hookEnabled() bool {
+	return len(a.cfg.HookCommand) > 0 && a.cfg.HookSocket != "" && a.cfg.Steerer != nil
+}
+
+// writeHookScript writes the action script CRIU runs for this restore. It
+// carries a one-time nonce, the hook's only credential.
+func (a *Agent) writeHookScript(dir, name string) (script, nonce string, err error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	nonce = hex.EncodeToString(b)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", err
+	}
+	var argv []string
+	for _, s := range append(append([]string{}, a.cfg.HookCommand...), "--socket", a.cfg.HookSocket, "--name", name, "--nonce", nonce) {
+		argv = append(argv, shellQuote(s))
+	}
+	body := "#!/bin/sh\n# containerflow go-live hook: CRIU runs it at every restore step; only pre-resume matters.\n" +
+		"[ \"$CRTOOLS_SCRIPT_ACTION\" = pre-resume ] || exit 0\n" +
+		"exec " + strings.Join(argv, " ") + "\n"
+	script = filepath.Join(dir, "golive.sh")
+	return script, nonce, os.WriteFile(script, []byte(body), 0o700)
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// hookRequest is the body of POST /v1/migrations/{name}/hook.
+type hookRequest struct {
+	Nonce string `json:"nonce"`
+}
+
+// goLive points the switch at this host and unlocks the incoming
+// container's namespace; called by the hook.
+func (a *Agent) goLive(ctx context.Context, name, nonce string) error {
+	e, err := a.incomingEntry(name)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	in := e.incoming
+	spec := e.info.ContainerSpec
+	a.mu.Unlock()
+	if in.nonce == "" || nonce != in.nonce {
+		return fmt.Errorf("%w: wrong hook nonce", ErrBadRequest)
+	}
+	start := time.Now()
+	if err := a.cfg.Steerer.Steer(ctx, spec.IP, net.HardwareAddr(spec.MAC), a.cfg.Name); err != nil {
+		return fmt.Errorf("steer %s to %s: %w", spec.IP, a.cfg.Name, err)
+	}
+	a.mu.Lock()
+	in.switched, in.switchTook = true, time.Since(start)
+	a.mu.Unlock()
+	return cnet.Unlock(a.netns(name))
+}
+
+// HookMain is `cflow agent hook`: it asks the agent to take the address of
+// an incoming container. Exit status 0 lets CRIU resume the container.
+func HookMain(args []string) int {
+	fs := flag.NewFlagSet("agent hook", flag.ContinueOnError)
+	socket := fs.String("socket", "", "agent unix socket")
+	name := fs.String("name", "", "incoming container")
+	nonce := fs.String("nonce", "", "one-time credential")
+	if err := fs.Parse(args); err != nil || *socket == "" || *name == "" {
+		fmt.Fprintln(os.Stderr, "usage: agent hook --socket PATH --name NAME --nonce N")
+		return 2
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", *socket)
+	}}}
+	body, _ := json.Marshal(hookRequest{Nonce: *nonce})
+	resp, err := hc.Post("http://agent/v1/migrations/"+*name+"/hook", "application/json", bytes.NewReader(body))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "agent hook:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		fmt.Fprintf(os.Stderr, "agent hook: %s (HTTP %d)\n", e.Error, resp.StatusCode)
+		return 1
+	}
+	return 0
+}
