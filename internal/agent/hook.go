@@ -26,9 +26,12 @@ import (
 // only moment when neither problem exists: CRIU runs its action scripts at
 // "pre-resume" after it has rebuilt everything (and lifted its own lock) and
 // before the first instruction of the container runs. The script calls back
-// into this agent, which points the switch here and unlocks the namespace;
-// if that fails, the script fails, CRIU aborts the restore, and the source
-// rolls back as for any failed restore.
+// into this agent, which points the switch here and only then unlocks the
+// namespace. If that fails, CRIU logs the script's failure and resumes the
+// container anyway (it does not abort on pre-resume scripts), but still
+// locked and without the address: the source then falls back to steering
+// itself, and if that fails too it rolls back, discarding the silent
+// destination.
 
 // hookEnabled says whether this agent can take the address itself.
 func (a *Agent) hookEnabled() bool {
@@ -85,6 +88,7 @@ func (a *Agent) goLive(ctx context.Context, name, nonce string) error {
 	a.mu.Lock()
 	in.switched, in.switchTook = true, time.Since(start)
 	a.mu.Unlock()
+	a.log.Info("took the address in the go-live hook", "name", name, "ip", spec.IP, "steer", in.switchTook)
 	return cnet.Unlock(a.netns(name))
 }
 

@@ -28,6 +28,9 @@ func TestMigrateHostProgramBackAndForth(t *testing.T) {
 	r := res.Record
 	t.Logf("A->B: checkpoint %.1f ms, transfer %.1f ms, restore %.1f ms, switch %.1f ms, time to ready %.1f ms, total %.1f ms, %d bytes",
 		r.CheckpointMs, r.TransferMs, r.RestoreMs, r.SwitchMs, r.TimeToReadyMs, r.TotalMs, r.CheckpointB)
+	if r.SwitchedBy != "destination" {
+		t.Errorf("the destination's go-live hook did not take the address (switched_by %q)", r.SwitchedBy)
+	}
 	if r.Status != "success" || r.CheckpointB == 0 || r.TimeToReadyMs <= 0 || r.SourceNode != testbed.HostA || r.TargetNode != testbed.HostB {
 		t.Errorf("bad record: %+v", r)
 	}

@@ -56,6 +56,7 @@ machine.`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newVersionCmd(), newDoctorCmd(), newTestbedCmd(g), newAgentCmd(), newContainerCmd(g), newMigrateCmd(g), newSwitchCmd(), newBenchCmd(newBenchSwitchCmd(), newBenchMigrateCmd(g)))
 	root.AddCommand(newWorkloadCmd())
+	root.AddCommand(newExperimentCmd(g), newPlotCmd(), newLoadgenCmd())
 	return root
 }
 

@@ -29,5 +29,6 @@ func newWorkloadCmd() *cobra.Command {
 	srv.Flags().StringVar(&listen, "listen", ":9000", "TCP address")
 	srv.Flags().DurationVar(&interval, "interval", 5*time.Millisecond, "interval of the server's own records")
 	cmd.AddCommand(srv)
+	cmd.AddCommand(newWSServerCmd())
 	return cmd
 }

@@ -80,16 +80,16 @@ func TestLockUnlock(t *testing.T) {
 			c.Close()
 		}
 	}()
-	reach := func() error {
+	reach := func(timeout time.Duration) error {
 		return nsrun.Do(a, func() error {
-			c, err := net.DialTimeout("tcp4", "198.18.9.2:7100", 300*time.Millisecond)
+			c, err := net.DialTimeout("tcp4", "198.18.9.2:7100", timeout)
 			if err == nil {
 				c.Close()
 			}
 			return err
 		})
 	}
-	if err := reach(); err != nil {
+	if err := reach(2 * time.Second); err != nil {
 		t.Fatalf("before lock: %v", err)
 	}
 	if err := Lock(b); err != nil {
@@ -98,7 +98,7 @@ func TestLockUnlock(t *testing.T) {
 	if locked, err := Locked(b); err != nil || !locked {
 		t.Fatalf("Locked = %v, %v", locked, err)
 	}
-	if err := reach(); err == nil {
+	if err := reach(300 * time.Millisecond); err == nil {
 		t.Fatal("reached a locked namespace")
 	}
 	// Loopback still works inside the locked namespace.
@@ -117,7 +117,7 @@ func TestLockUnlock(t *testing.T) {
 	if err := Unlock(b); err != nil {
 		t.Fatalf("second unlock: %v", err)
 	}
-	if err := reach(); err != nil {
+	if err := reach(2 * time.Second); err != nil {
 		t.Fatalf("after unlock: %v", err)
 	}
 	// A table shaped like CRIU's is found and removed.

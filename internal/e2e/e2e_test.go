@@ -89,8 +89,12 @@ func TestMigrationWithSwitchControllerDown(t *testing.T) {
 	if err := tb.StartController(self); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Migrate(ctx, "s", agent.MigrateRequest{To: testbed.HostB}); err != nil {
+	ok, err := a.Migrate(ctx, "s", agent.MigrateRequest{To: testbed.HostB})
+	if err != nil {
 		t.Fatalf("migration with the controller back: %v", err)
+	}
+	if ok.Record.SwitchedBy != "destination" {
+		t.Errorf("the destination's go-live hook did not take the address: switched_by %q", ok.Record.SwitchedBy)
 	}
 	time.Sleep(500 * time.Millisecond)
 	st := conn.Stop(ctx, 5*time.Second)

@@ -5,8 +5,10 @@
 package metrics
 
 import (
+	"fmt"
 	"math"
 	"sort"
+	"strconv"
 )
 
 // Percentile returns the p-th percentile (0..100) of xs by linear
@@ -105,3 +107,39 @@ func MeanSDSummary(xs []float64) MeanSDOf {
 	m, sd := MeanSD(xs)
 	return MeanSDOf{m, sd}
 }
+
+// Opt is a float64 that may be missing (NaN). It marshals a missing value
+// as JSON null and reads null back as NaN, so "no sample in this
+// interval" stays distinguishable from zero all the way into a CSV cell.
+type Opt float64
+
+// None is the missing value.
+func None() Opt { return Opt(math.NaN()) }
+
+// Valid reports whether o holds a value.
+func (o Opt) Valid() bool { return !math.IsNaN(float64(o)) }
+
+// MarshalJSON writes null for a missing value.
+func (o Opt) MarshalJSON() ([]byte, error) {
+	if !o.Valid() || math.IsInf(float64(o), 0) {
+		return []byte("null"), nil
+	}
+	return strconv.AppendFloat(nil, float64(o), 'f', -1, 64), nil
+}
+
+// UnmarshalJSON reads a number or null.
+func (o *Opt) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*o = None()
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("metrics: %q is not a number: %w", b, err)
+	}
+	*o = Opt(f)
+	return nil
+}
+
+// OptOf returns Percentile(xs, p) as an Opt: missing for no samples.
+func OptOf(xs []float64, p float64) Opt { return Opt(Percentile(xs, p)) }

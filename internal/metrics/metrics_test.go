@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"encoding/json"
 	"math"
 	"testing"
 )
@@ -39,5 +40,27 @@ func TestMeanSDAndJitter(t *testing.T) {
 	d := Summarize([]float64{3, 1, 2})
 	if d.N != 3 || d.Min != 1 || d.Max != 3 || d.P50 != 2 || !near(d.Mean, 2) || !near(d.SD, 1) {
 		t.Errorf("summary %+v", d)
+	}
+}
+
+// A missing value travels as JSON null and comes back missing.
+func TestOptJSON(t *testing.T) {
+	type v struct {
+		A Opt `json:"a"`
+		B Opt `json:"b"`
+	}
+	b, err := json.Marshal(v{A: 1.25, B: None()})
+	if err != nil || string(b) != `{"a":1.25,"b":null}` {
+		t.Fatalf("%s %v", b, err)
+	}
+	var back v
+	if err := json.Unmarshal(b, &back); err != nil || back.A != 1.25 || back.B.Valid() {
+		t.Fatalf("%+v %v", back, err)
+	}
+	if err := json.Unmarshal([]byte(`{"a":"x"}`), &back); err == nil {
+		t.Fatal("a string was read as a number")
+	}
+	if OptOf(nil, 50).Valid() || OptOf([]float64{1, 3}, 50) != 2 {
+		t.Fatal("OptOf")
 	}
 }

@@ -212,6 +212,7 @@ func Run(ctx context.Context, p Plan) (*Record, error) {
 		// Done by the destination inside the restore; its time is part of
 		// restore_ms and reported on its own too.
 		switched = restored
+		rec.SwitchedBy = "destination"
 		rec.SwitchDoneNs = switched.UnixNano()
 		rec.SwitchMs = ms(rep.SwitchTook)
 	} else {
@@ -219,6 +220,7 @@ func Run(ctx context.Context, p Plan) (*Record, error) {
 			return rollback(fmt.Errorf("switch update: %v", err))
 		}
 		switched = mark(&rec.SwitchDoneNs)
+		rec.SwitchedBy = "source"
 		rec.SwitchMs = ms(switched.Sub(restored))
 	}
 

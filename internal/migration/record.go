@@ -22,6 +22,9 @@ type Record struct {
 	Status      string `json:"status" kv:"status"` // success, rolled_back, failed
 	Error       string `json:"error,omitempty" kv:"error"`
 	CheckpointB int64  `json:"checkpoint_size_bytes" kv:"checkpoint_size_bytes"`
+	// SwitchedBy says who pointed the switch at the destination:
+	// "destination" (its go-live hook, inside the restore) or "source".
+	SwitchedBy string `json:"switched_by,omitempty" kv:"switched_by"`
 	// HandoffFrames counts the clients' frames caught on the source during
 	// the freeze and sent on to the destination once it was live.
 	HandoffFrames int64 `json:"handoff_frames" kv:"handoff_frames"`

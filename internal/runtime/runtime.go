@@ -183,6 +183,9 @@ func (r *Runtime) Delete(ctx context.Context, name string) error {
 	if rerr := mounts.RemoveAll(filepath.Join(r.runc.Root, name)); rerr != nil && err == nil {
 		err = rerr
 	}
+	if cerr := r.removeCgroups(name); cerr != nil && err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerflow/containerflow/internal/cgroupfs"
 	"github.com/containerflow/containerflow/internal/mounts"
 	"github.com/containerflow/containerflow/internal/nsrun"
 )
@@ -146,7 +147,7 @@ func removeHostLeftovers(prefix string) error {
 	roots, _ := filepath.Glob("/sys/fs/cgroup/*/containerflow/" + prefix + "-*")
 	more, _ := filepath.Glob("/sys/fs/cgroup/containerflow/" + prefix + "-*")
 	for _, r := range append(roots, more...) {
-		if err := rmdirTree(r); err != nil {
+		if err := cgroupfs.RemoveTree(r); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -157,31 +158,4 @@ func removeHostLeftovers(prefix string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// rmdirTree removes a cgroup directory tree bottom-up (cgroup files cannot
-// be unlinked, only their directories removed).
-func rmdirTree(dir string) error {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if e.IsDir() {
-			if err := rmdirTree(filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	var last error
-	for i := 0; i < 50; i++ { // a cgroup is busy until its last task is reaped
-		if last = syscall.Rmdir(dir); last == nil || errors.Is(last, syscall.ENOENT) {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("remove cgroup %s: %w", dir, last)
 }

@@ -210,10 +210,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	phases := map[string][]float64{}
 	var sizes []float64
 	for i, pm := range res.PerMigration {
-		// The window reaches past the API's answer by the settle time, so
-		// a connection that stays silent after the switch still counts.
+		// A migration's window runs from its request to the next one (or
+		// the settle time after its answer, for the last), so a connection
+		// still silent after the answer counts, and no gap counts twice.
 		w := windows[i]
 		to := w.to.Add(o.Settle)
+		if i+1 < len(windows) {
+			to = windows[i+1].from
+		}
 		var worst, echo, srv time.Duration
 		for _, s := range final {
 			worst = max(worst, s.MaxGapIn(0, w.from, to))

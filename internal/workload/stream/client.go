@@ -168,16 +168,16 @@ func (s ConnStats) Unanswered() uint64 {
 	return s.Sent - got
 }
 
-// MaxGapIn returns the longest gap of the given kind (0: any) that
-// overlaps [from, to].
+// MaxGapIn returns the longest gap of the given kind (0: any) that ended
+// in [from, to). A gap belongs to the window it ended in, so one long gap
+// is never counted for two back-to-back migrations.
 func (s ConnStats) MaxGapIn(kind byte, from, to time.Time) time.Duration {
 	var m time.Duration
 	for _, g := range s.Gaps {
 		if kind != 0 && g.Kind != kind {
 			continue
 		}
-		start := g.End.Add(-g.Len)
-		if g.End.After(from) && start.Before(to) && g.Len > m {
+		if !g.End.Before(from) && g.End.Before(to) && g.Len > m {
 			m = g.Len
 		}
 	}

@@ -44,9 +44,13 @@ func TestMaxGapIn(t *testing.T) {
 	if g := s.MaxGapIn(KindServer, t0, t0.Add(2*time.Second)); g != 200*time.Millisecond {
 		t.Errorf("window 1, server stream only: %v", g)
 	}
-	// The third gap starts at 4.2 s: it overlaps a window ending at 4.5 s.
-	if g := s.MaxGapIn(0, t0.Add(4*time.Second), t0.Add(4500*time.Millisecond)); g != 800*time.Millisecond {
-		t.Errorf("window 2: %v", g)
+	// The third gap started at 4.2 s and ended at 5 s: it belongs to a
+	// window containing its end, not to one that only saw its start.
+	if g := s.MaxGapIn(0, t0.Add(4*time.Second), t0.Add(4500*time.Millisecond)); g != 0 {
+		t.Errorf("window 2 (gap not ended yet): %v", g)
+	}
+	if g := s.MaxGapIn(0, t0.Add(4500*time.Millisecond), t0.Add(6*time.Second)); g != 800*time.Millisecond {
+		t.Errorf("window 2b: %v", g)
 	}
 	if g := s.MaxGapIn(0, t0.Add(6*time.Second), t0.Add(7*time.Second)); g != 0 {
 		t.Errorf("window 3: %v", g)
