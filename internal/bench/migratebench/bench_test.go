@@ -19,9 +19,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// Every byte of a bidirectional stream arrives exactly once, in order,
-// across migrations in both directions, on several connections.
-func TestStreamSurvivesMigrations(t *testing.T) {
+// runLossless runs the benchmark and fails on any failed migration,
+// dropped connection, or lost or duplicated byte.
+func runLossless(t *testing.T, o migratebench.Options) *migratebench.Result {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for the testbed, runc and CRIU (CI runs as root)")
 	}
@@ -29,10 +30,8 @@ func TestStreamSurvivesMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := migratebench.Run(context.Background(), migratebench.Options{
-		Migrations: 2, Connections: 8, Interval: 5 * time.Millisecond, Settle: 1500 * time.Millisecond,
-		Binary: self, Progress: testWriter{t},
-	})
+	o.Binary, o.Progress = self, testWriter{t}
+	res, err := migratebench.Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,34 +39,24 @@ func TestStreamSurvivesMigrations(t *testing.T) {
 	if res.Failed != 0 || res.ConnectionDrops != 0 || res.BytesLost != 0 || res.BytesDuplicated != 0 {
 		t.Fatalf("failed %d, drops %d %v, lost %d, duplicated %d bytes", res.Failed, res.ConnectionDrops, res.DropErrors, res.BytesLost, res.BytesDuplicated)
 	}
-	if res.BytesSent == 0 || res.DowntimeMs.N != 2 {
+	if res.BytesSent == 0 || res.DowntimeMs.N != o.Migrations {
 		t.Fatalf("nothing measured: %+v", res)
 	}
+	return res
+}
+
+// Every byte of a bidirectional stream arrives exactly once, in order,
+// across migrations in both directions, on several connections.
+func TestStreamSurvivesMigrations(t *testing.T) {
+	runLossless(t, migratebench.Options{Migrations: 2, Connections: 8, Interval: 5 * time.Millisecond, Settle: 1500 * time.Millisecond})
+}
+
+// At least 200 concurrent connections survive migrations both ways, with
+// every record accounted for.
+func TestManyConnectionsSurviveMigrations(t *testing.T) {
+	runLossless(t, migratebench.Options{Migrations: 2, Connections: 200, Interval: 50 * time.Millisecond, Settle: 2 * time.Second})
 }
 
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
-
-// At least 200 concurrent connections survive migrations both ways, with
-// every record accounted for.
-func TestManyConnectionsSurviveMigrations(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for the testbed, runc and CRIU (CI runs as root)")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := migratebench.Run(context.Background(), migratebench.Options{
-		Migrations: 2, Connections: 200, Interval: 50 * time.Millisecond, Settle: 2 * time.Second,
-		Binary: self, Progress: testWriter{t},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Print(testWriter{t})
-	if res.Failed != 0 || res.ConnectionDrops != 0 || res.BytesLost != 0 || res.BytesDuplicated != 0 {
-		t.Fatalf("failed %d, drops %d %v, lost %d, duplicated %d bytes", res.Failed, res.ConnectionDrops, res.DropErrors, res.BytesLost, res.BytesDuplicated)
-	}
-}
