@@ -464,17 +464,7 @@ func TestE2EPinnedRestart(t *testing.T) {
 			}
 		}
 	})
-	for p := uint32(1); p <= 2; p++ {
-		if err := d1.AttachPort(p, fmt.Sprintf("p%d", p)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := d1.MoveAddress(client.ip, 1, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := d1.MoveAddress(srv.ip, 2, srv.mac); err != nil {
-		t.Fatal(err)
-	}
+	placeClientServer(t, d1, client, srv, srv.mac)
 	if err := d1.SetFlood(false); err != nil {
 		t.Fatal(err)
 	}
@@ -568,17 +558,7 @@ func TestE2ETCFallback(t *testing.T) {
 	client := n.addHost("c", 1, addr("198.18.0.100"), hostMAC(100))
 	srv := n.addHost("s", 2, addr("198.18.0.2"), hostMAC(2))
 	d := loadOrSkip(t, Options{Attach: AttachTC, Netns: n.sw.path()})
-	for p := uint32(1); p <= 2; p++ {
-		if err := d.AttachPort(p, fmt.Sprintf("p%d", p)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := d.MoveAddress(client.ip, 1, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.MoveAddress(srv.ip, 2, nil); err != nil {
-		t.Fatal(err)
-	}
+	placeClientServer(t, d, client, srv, nil)
 	serveNamed(t, srv.listenTCP(t, ":7000"), "s")
 	c, err := dialNamed(client.nsHandle, "198.18.0.2:7000")
 	if err != nil {
@@ -658,17 +638,7 @@ func TestE2ETCPinnedRestart(t *testing.T) {
 	opts := Options{PinPath: filepath.Join(pin, "sw"), Netns: n.sw.path(), Attach: AttachTC}
 
 	d1 := loadOrSkip(t, opts)
-	for p := uint32(1); p <= 2; p++ {
-		if err := d1.AttachPort(p, fmt.Sprintf("p%d", p)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := d1.MoveAddress(client.ip, 1, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := d1.MoveAddress(srv.ip, 2, nil); err != nil {
-		t.Fatal(err)
-	}
+	placeClientServer(t, d1, client, srv, nil)
 	serveNamed(t, srv.listenTCP(t, ":7000"), "s")
 	c, err := dialNamed(client.nsHandle, "198.18.0.2:7000")
 	if err != nil {
@@ -697,5 +667,23 @@ func TestE2ETCPinnedRestart(t *testing.T) {
 	l, _ := n.sw.nl.LinkByName("p1")
 	if fs, _ := n.sw.nl.FilterList(l, netlink.HANDLE_MIN_INGRESS); len(fs) != 0 {
 		t.Errorf("filters left after Destroy: %d", len(fs))
+	}
+}
+
+// placeClientServer attaches switch ports 1 and 2 and points the client's
+// address at port 1 and the server's at port 2 (srvMAC: optional
+// destination MAC rewrite for the server).
+func placeClientServer(t *testing.T, d *Dataplane, client, srv *testHost, srvMAC net.HardwareAddr) {
+	t.Helper()
+	for p := uint32(1); p <= 2; p++ {
+		if err := d.AttachPort(p, fmt.Sprintf("p%d", p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.MoveAddress(client.ip, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.MoveAddress(srv.ip, 2, srvMAC); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -68,26 +68,47 @@ func (r *Runtime) Run(ctx context.Context, s Spec) (int, error) {
 	if _, err := r.runc.State(ctx, s.Name); err == nil {
 		return 0, fmt.Errorf("container %s already exists", s.Name)
 	}
+	if err := r.freshBundle(s); err != nil {
+		return 0, err
+	}
+	return r.launch(s.Name, func(pio runc.IO, pidFile string) error {
+		_, err := r.runc.Run(ctx, s.Name, r.BundleDir(s.Name), &runc.CreateOpts{IO: pio, Detach: true, PidFile: pidFile})
+		// Unlike Create and Restore, go-runc's Run keeps our copies of the
+		// pipes' write ends open; without this the log copiers never see EOF.
+		if c, ok := pio.(runc.StartCloser); ok {
+			_ = c.CloseAfterStart()
+		}
+		if err != nil {
+			return fmt.Errorf("runc run %s: %w%s", s.Name, err, r.runcLogTail())
+		}
+		return nil
+	})
+}
+
+// freshBundle (re)writes the bundle of s from scratch.
+func (r *Runtime) freshBundle(s Spec) error {
 	bundle := r.BundleDir(s.Name)
 	_ = os.RemoveAll(bundle)
 	if err := writeBundle(bundle, s, r.cgroupsPath(s.Name)); err != nil {
-		return 0, fmt.Errorf("bundle for %s: %w", s.Name, err)
+		return fmt.Errorf("bundle for %s: %w", s.Name, err)
 	}
-	pio, err := r.attachLog(s.Name)
+	return nil
+}
+
+// launch gives the container fresh log pipes, starts it with start (runc
+// run or restore, writing pidFile) and returns its pid; on failure it
+// closes the pipes and removes whatever runc left.
+func (r *Runtime) launch(name string, start func(pio runc.IO, pidFile string) error) (int, error) {
+	pio, err := r.attachLog(name)
 	if err != nil {
 		return 0, err
 	}
-	pidFile := filepath.Join(bundle, "init.pid")
-	_, err = r.runc.Run(ctx, s.Name, bundle, &runc.CreateOpts{IO: pio, Detach: true, PidFile: pidFile})
-	// Unlike Create and Restore, go-runc's Run keeps our copies of the
-	// pipes' write ends open; without this the log copiers never see EOF.
-	if c, ok := pio.(runc.StartCloser); ok {
-		_ = c.CloseAfterStart()
-	}
-	if err != nil {
-		r.detachLog(s.Name)
-		_ = r.runc.Delete(context.Background(), s.Name, &runc.DeleteOpts{Force: true})
-		return 0, fmt.Errorf("runc run %s: %w%s", s.Name, err, r.runcLogTail())
+	pidFile := filepath.Join(r.BundleDir(name), "init.pid")
+	_ = os.Remove(pidFile)
+	if err := start(pio, pidFile); err != nil {
+		r.detachLog(name)
+		_ = r.runc.Delete(context.Background(), name, &runc.DeleteOpts{Force: true})
+		return 0, err
 	}
 	return readPid(pidFile)
 }
@@ -116,36 +137,30 @@ func (r *Runtime) Checkpoint(ctx context.Context, name string, o CheckpointOpts)
 }
 
 // Restore starts a container from checkpoint images with the spec's
-// network namespace (same IP and MAC as at checkpoint time).
+// network namespace (same IP and MAC as at checkpoint time). A bundle
+// written by PrepareBundle is used as it is.
 func (r *Runtime) Restore(ctx context.Context, s Spec, o CheckpointOpts) (int, error) {
 	if err := s.Validate(); err != nil {
 		return 0, err
 	}
 	bundle := r.BundleDir(s.Name)
 	if _, err := os.Stat(filepath.Join(bundle, "config.json")); err != nil {
-		_ = os.RemoveAll(bundle)
-		if err := writeBundle(bundle, s, r.cgroupsPath(s.Name)); err != nil {
-			return 0, fmt.Errorf("bundle for %s: %w", s.Name, err)
+		if err := r.freshBundle(s); err != nil {
+			return 0, err
 		}
 	}
-	pio, err := r.attachLog(s.Name)
-	if err != nil {
-		return 0, err
-	}
-	pidFile := filepath.Join(bundle, "init.pid")
-	_ = os.Remove(pidFile)
-	_, err = r.runc.Restore(ctx, s.Name, bundle, &runc.RestoreOpts{
-		CheckpointOpts: runc.CheckpointOpts{ImagePath: o.ImagesDir, WorkDir: o.WorkDir, AllowOpenTCP: true, FileLocks: true},
-		IO:             pio,
-		Detach:         true,
-		PidFile:        pidFile,
+	return r.launch(s.Name, func(pio runc.IO, pidFile string) error {
+		_, err := r.runc.Restore(ctx, s.Name, bundle, &runc.RestoreOpts{
+			CheckpointOpts: runc.CheckpointOpts{ImagePath: o.ImagesDir, WorkDir: o.WorkDir, AllowOpenTCP: true, FileLocks: true},
+			IO:             pio,
+			Detach:         true,
+			PidFile:        pidFile,
+		})
+		if err != nil {
+			return fmt.Errorf("restore %s: %w (see %s)", s.Name, err, filepath.Join(o.WorkDir, "restore.log"))
+		}
+		return nil
 	})
-	if err != nil {
-		r.detachLog(s.Name)
-		_ = r.runc.Delete(context.Background(), s.Name, &runc.DeleteOpts{Force: true})
-		return 0, fmt.Errorf("restore %s: %w (see %s)", s.Name, err, filepath.Join(o.WorkDir, "restore.log"))
-	}
-	return readPid(pidFile)
 }
 
 // PrepareBundle writes the bundle ahead of a restore, so that work is not
@@ -154,9 +169,7 @@ func (r *Runtime) PrepareBundle(s Spec) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	bundle := r.BundleDir(s.Name)
-	_ = os.RemoveAll(bundle)
-	return writeBundle(bundle, s, r.cgroupsPath(s.Name))
+	return r.freshBundle(s)
 }
 
 // SetActionScript rewrites the bundle's CRIU configuration with another
