@@ -13,6 +13,11 @@ require (
 )
 
 require (
+	github.com/checkpoint-restore/go-criu/v7 v7.2.0 // indirect
+	google.golang.org/protobuf v1.34.2 // indirect
+)
+
+require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
 	codeberg.org/go-latex/latex v0.1.0 // indirect
 	codeberg.org/go-pdf/fpdf v0.10.0 // indirect

@@ -170,7 +170,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	// The runtime ID names the containers' cgroups, which must not clash
 	// between two agents on one machine.
-	rt, err := runtime.New(strings.TrimSuffix(cfg.NetnsPrefix, "-"), filepath.Join(cfg.StateDir, "runtime"), cfg.CRIU)
+	rt, err := runtime.New(strings.TrimSuffix(cfg.NetnsPrefix, "-"), filepath.Join(cfg.StateDir, "runtime"), cb)
 	if err != nil {
 		return nil, err
 	}

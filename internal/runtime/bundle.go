@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Spec describes a container to run.
@@ -150,6 +151,10 @@ func writeBundle(dir string, s Spec, cgroupsPath string) error {
 		}
 		binds = append(binds, specs.Mount{Destination: d.Target, Type: "bind", Source: p, Options: []string{"rbind", "rw", "nosuid", "nodev"}})
 	}
+	devDir, err := writeDev(dir)
+	if err != nil {
+		return fmt.Errorf("/dev of %s: %w", s.Name, err)
+	}
 	// Directories are masked with a read-only bind of an empty directory
 	// (runc would mount a tmpfs, which CRIU then archives).
 	empty := filepath.Join(dir, "empty")
@@ -164,7 +169,7 @@ func writeBundle(dir string, s Spec, cgroupsPath string) error {
 	if err := os.WriteFile(filepath.Join(dir, criuConfName), []byte(s.CRIUConfig()), 0o644); err != nil {
 		return err
 	}
-	cfg := ociConfig(s, cgroupsPath, binds)
+	cfg := ociConfig(s, cgroupsPath, devDir, binds)
 	cfg.Annotations = map[string]string{"org.criu.config": filepath.Join(dir, criuConfName)}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -175,6 +180,48 @@ func writeBundle(dir string, s Spec, cgroupsPath string) error {
 
 func roBind(src, dst string) specs.Mount {
 	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "ro", "nosuid", "nodev"}}
+}
+
+// The container's /dev. runc mounts a tmpfs there and fills it with device
+// nodes; CRIU then archives that tmpfs with tar at every dump and unpacks
+// it at every restore (about 20 ms each here). A bind mount of a directory
+// holding the same nodes is an external mount to CRIU, re-bound in no time;
+// runc sees the bind and leaves /dev alone, so the nodes and links are made
+// here, as runc would make them. The devices cgroup still decides what may
+// be opened.
+var devNodes = []struct {
+	name         string
+	major, minor uint32
+}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}}
+
+var devLinks = [][2]string{{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
+	{"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"}}
+
+func writeDev(bundle string) (string, error) {
+	dev := filepath.Join(bundle, "dev")
+	for _, d := range []string{"pts", "mqueue", "shm"} {
+		if err := os.MkdirAll(filepath.Join(dev, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	for _, n := range devNodes {
+		p := filepath.Join(dev, n.name)
+		_ = os.Remove(p)
+		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor))); err != nil {
+			return "", fmt.Errorf("mknod %s: %w", p, err)
+		}
+		if err := os.Chmod(p, 0o666); err != nil { // past the umask
+			return "", err
+		}
+	}
+	for _, l := range devLinks {
+		p := filepath.Join(dev, l[0])
+		_ = os.Remove(p)
+		if err := os.Symlink(l[1], p); err != nil {
+			return "", err
+		}
+	}
+	return dev, nil
 }
 
 // modeBits turns the sticky/setgid bits of an octal mode into Go's.
@@ -192,7 +239,7 @@ func modeBits(m uint64) os.FileMode {
 var maskedDirs = []string{"/sys/firmware"}
 
 // ociConfig follows `runc spec` defaults where it can; what differs says why.
-func ociConfig(s Spec, cgroupsPath string, binds []specs.Mount) *specs.Spec {
+func ociConfig(s Spec, cgroupsPath, devDir string, binds []specs.Mount) *specs.Spec {
 	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_NET_RAW",
 		"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_AUDIT_WRITE", "CAP_SYS_CHROOT"}
 	env := []string{
@@ -208,7 +255,8 @@ func ociConfig(s Spec, cgroupsPath string, binds []specs.Mount) *specs.Spec {
 	}
 	mounts := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc"},
-		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		// A bind of a directory of the bundle, not runc's tmpfs: see writeDev.
+		{Destination: "/dev", Type: "bind", Source: devDir, Options: []string{"rbind", "rw", "nosuid", "noexec"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},

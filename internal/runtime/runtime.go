@@ -4,22 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	runc "github.com/containerd/go-runc"
 
+	"github.com/containerflow/containerflow/internal/criu"
 	"github.com/containerflow/containerflow/internal/mounts"
 )
 
 // ErrNotFound means the runtime has no such container.
 var ErrNotFound = errors.New("container not found")
+
+// ErrNotRunc means runc does not know the container: the direct engine
+// restored it, and only the direct engine can checkpoint it.
+var ErrNotRunc = errors.New("container was restored by the direct engine; runc cannot checkpoint it")
 
 // Runtime manages the containers of one host. Two runtimes on one machine
 // (the testbed's hosts) must have different IDs and directories.
@@ -27,14 +30,16 @@ type Runtime struct {
 	id   string // unique on the machine; names cgroups
 	dir  string
 	runc *runc.Runc
+	criu criu.Binary
 
 	mu   sync.Mutex
 	logs map[string]*logSink
 }
 
-// New returns a runtime keeping its state under dir. criuPath is passed to
-// runc with --criu, so a private CRIU install needs no PATH change.
-func New(id, dir, criuPath string) (*Runtime, error) {
+// New returns a runtime keeping its state under dir. The CRIU binary is
+// passed to runc with --criu, so a private CRIU install needs no PATH
+// change, and the direct engine starts it itself.
+func New(id, dir string, cb criu.Binary) (*Runtime, error) {
 	for _, d := range []string{"bundles", "runc", "logs"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("runtime dir: %w", err)
@@ -46,10 +51,10 @@ func New(id, dir, criuPath string) (*Runtime, error) {
 		Debug:     os.Getenv("CFLOW_RUNC_DEBUG") != "",
 		LogFormat: runc.JSON,
 	}
-	if criuPath != "" {
-		r.ExtraArgs = []string{"--criu", criuPath}
+	if cb.Path != "" {
+		r.ExtraArgs = []string{"--criu", cb.Path}
 	}
-	return &Runtime{id: id, dir: dir, runc: r, logs: map[string]*logSink{}}, nil
+	return &Runtime{id: id, dir: dir, runc: r, criu: cb, logs: map[string]*logSink{}}, nil
 }
 
 // BundleDir is where a container's bundle lives.
@@ -105,7 +110,11 @@ func (r *Runtime) launch(name string, start func(pio runc.IO, pidFile string) er
 	}
 	pidFile := filepath.Join(r.BundleDir(name), "init.pid")
 	_ = os.Remove(pidFile)
-	if err := start(pio, pidFile); err != nil {
+	err = start(pio, pidFile)
+	if w := pio.Stdin(); w != nil {
+		w.Close()
+	}
+	if err != nil {
 		r.detachLog(name)
 		_ = r.runc.Delete(context.Background(), name, &runc.DeleteOpts{Force: true})
 		return 0, err
@@ -123,6 +132,9 @@ type CheckpointOpts struct {
 // stops it. The network namespace stays locked by CRIU, so its kernel
 // drops (never resets) the peers' packets until the namespace is removed.
 func (r *Runtime) Checkpoint(ctx context.Context, name string, o CheckpointOpts) error {
+	if _, ok := r.readDirect(name); ok {
+		return fmt.Errorf("checkpoint %s: %w", name, ErrNotRunc)
+	}
 	err := r.runc.Checkpoint(ctx, name, &runc.CheckpointOpts{
 		ImagePath:    o.ImagesDir,
 		WorkDir:      o.WorkDir,
@@ -149,6 +161,9 @@ func (r *Runtime) Restore(ctx context.Context, s Spec, o CheckpointOpts) (int, e
 			return 0, err
 		}
 	}
+	// runc owns what it restores; a record left by an earlier direct
+	// restore of this bundle would shadow it.
+	r.removeDirect(s.Name)
 	return r.launch(s.Name, func(pio runc.IO, pidFile string) error {
 		_, err := r.runc.Restore(ctx, s.Name, bundle, &runc.RestoreOpts{
 			CheckpointOpts: runc.CheckpointOpts{ImagePath: o.ImagesDir, WorkDir: o.WorkDir, AllowOpenTCP: true, FileLocks: true},
@@ -190,6 +205,8 @@ func (r *Runtime) Delete(ctx context.Context, name string) error {
 	if err != nil && strings.Contains(err.Error(), "does not exist") {
 		err = nil
 	}
+	// A directly restored container's tasks go with its cgroups below.
+	r.removeDirect(name)
 	// A restore killed half-way leaves state that runc does not know as a
 	// container (and its criu-root bind mount); its processes die with the
 	// namespace and the cgroup, so only the directory is left to remove.
@@ -215,33 +232,60 @@ type Container struct {
 
 // State returns one container.
 func (r *Runtime) State(ctx context.Context, name string) (Container, error) {
+	if d, ok := r.readDirect(name); ok {
+		return Container{Name: name, Pid: d.Pid, Status: r.directStatus(name, d)}, nil
+	}
 	c, err := r.runc.State(ctx, name)
 	if err != nil {
-		return Container{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+		if strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), "not exist") {
+			return Container{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+		}
+		return Container{}, fmt.Errorf("state of %s: %w", name, err)
 	}
 	return Container{Name: c.ID, Pid: c.Pid, Status: c.Status}, nil
 }
 
-// List returns every container of this runtime.
+// List returns every container of this runtime, runc's and the directly
+// restored ones.
 func (r *Runtime) List(ctx context.Context) ([]Container, error) {
 	cs, err := r.runc.List(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Container, 0, len(cs))
+	seen := map[string]bool{}
 	for _, c := range cs {
+		if _, ok := r.readDirect(c.ID); ok {
+			continue // a stale runc record of a container that left and came back
+		}
+		seen[c.ID] = true
 		out = append(out, Container{Name: c.ID, Pid: c.Pid, Status: c.Status})
+	}
+	ents, _ := os.ReadDir(filepath.Join(r.dir, "bundles"))
+	for _, e := range ents {
+		if d, ok := r.readDirect(e.Name()); ok && !seen[e.Name()] {
+			out = append(out, Container{Name: e.Name(), Pid: d.Pid, Status: r.directStatus(e.Name(), d)})
+		}
 	}
 	return out, nil
 }
 
 // Signal sends sig to the container's init process.
 func (r *Runtime) Signal(ctx context.Context, name string, sig syscall.Signal) error {
+	if d, ok := r.readDirect(name); ok {
+		if r.directStatus(name, d) == "stopped" {
+			return fmt.Errorf("signal %s: container is stopped", name)
+		}
+		return syscall.Kill(d.Pid, sig)
+	}
 	return r.runc.Kill(ctx, name, int(sig), nil)
 }
 
 // Pids lists the container's processes.
 func (r *Runtime) Pids(ctx context.Context, name string) ([]int, error) {
+	if _, ok := r.readDirect(name); ok {
+		return r.cgroupPids(name)
+	}
 	return r.runc.Ps(ctx, name)
 }
 
@@ -260,68 +304,4 @@ func (r *Runtime) runcLogTail() string {
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return " (runc log: " + lines[len(lines)-1] + ")"
-}
-
-// logSink copies a container's stdout/stderr pipes into its log file.
-type logSink struct {
-	io   runc.IO
-	done sync.WaitGroup
-}
-
-func (r *Runtime) attachLog(name string) (runc.IO, error) {
-	r.detachLog(name)
-	f, err := os.OpenFile(r.LogPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	pio, err := runc.NewPipeIO(0, 0, func(o *runc.IOOption) { o.OpenStdin = false })
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	s := &logSink{io: pio}
-	var mu sync.Mutex // stdout and stderr interleave line by line at best
-	for _, src := range []io.Reader{pio.Stdout(), pio.Stderr()} {
-		s.done.Add(1)
-		go func() {
-			defer s.done.Done()
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := src.Read(buf)
-				if n > 0 {
-					mu.Lock()
-					_, _ = f.Write(buf[:n])
-					mu.Unlock()
-				}
-				if err != nil {
-					return
-				}
-			}
-		}()
-	}
-	go func() { s.done.Wait(); f.Close() }()
-	r.mu.Lock()
-	r.logs[name] = s
-	r.mu.Unlock()
-	return pio, nil
-}
-
-// detachLog closes our ends of the pipes. The container side is already
-// gone (checkpointed or deleted) when this is called, so the copiers have
-// drained what was written.
-func (r *Runtime) detachLog(name string) {
-	r.mu.Lock()
-	s := r.logs[name]
-	delete(r.logs, name)
-	r.mu.Unlock()
-	if s == nil {
-		return
-	}
-	done := make(chan struct{})
-	go func() { s.done.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(time.Second):
-	}
-	s.io.Close()
 }

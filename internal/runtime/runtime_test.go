@@ -18,17 +18,22 @@ import (
 	"github.com/containerflow/containerflow/internal/testprog"
 )
 
-func setup(t *testing.T) (*testbed.Testbed, string) {
+func setup(t *testing.T) (*testbed.Testbed, criu.Binary) {
 	t.Helper()
 	tbtest.RequireRoot(t, "runc and CRIU")
 	b, _, err := criu.Find(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tbtest.Up(t, "r", testbed.Config{}), b.Path
+	// As the agent does: without the cache CRIU probes the kernel for
+	// ~60 ms at every start.
+	if _, err := criu.EnsureKernelCache(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	return tbtest.Up(t, "r", testbed.Config{}), b
 }
 
-func newRuntime(t *testing.T, tb *testbed.Testbed, host, criuPath string) *Runtime {
+func newRuntime(t *testing.T, tb *testbed.Testbed, host string, criuPath criu.Binary) *Runtime {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), host)
 	if d := os.Getenv("CFLOW_KEEP_LOGS"); d != "" {
