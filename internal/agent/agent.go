@@ -53,15 +53,19 @@ type Config struct {
 	// half-restored tasks; the timeout turns that into a rollback.
 	CRIUTimeout time.Duration
 	// HookCommand and HookSocket let this agent take the address of an
-	// incoming container from inside its restore (see hook.go): the
-	// command (e.g. cflow agent hook) is run by CRIU and calls back on the
-	// socket. Without them, or without a Steerer, the source steers.
+	// incoming container from inside a runc-engine restore (see hook.go):
+	// the command (e.g. cflow agent hook) is run by CRIU and calls back on
+	// the socket. The direct engine needs neither (CRIU notifies the agent
+	// itself); without a Steerer the source steers.
 	HookCommand []string
 	HookSocket  string
 	// KeepImages leaves each migration's images and CRIU logs in ImagesDir
 	// (for inspection) instead of removing them.
 	KeepImages bool
-	Log        *slog.Logger
+	// CRIULogLevel is the direct engine's CRIU log level (0 means 4:
+	// every step timestamped, which docs/migration.md's profile reads).
+	CRIULogLevel int32
+	Log          *slog.Logger
 }
 
 // ContainerSpec is what a client asks to run.
@@ -207,6 +211,14 @@ func (a *Agent) removeStale(cs []runtime.Container) {
 	for _, c := range cs {
 		if _, ok := a.containers[c.Name]; !ok {
 			_ = a.rt.Delete(context.Background(), c.Name)
+		}
+	}
+	// Bundles with no container: incoming migrations staged by a previous
+	// run (their root may still be bind-mounted for CRIU).
+	for _, name := range a.rt.Bundles() {
+		if _, ok := a.containers[name]; !ok {
+			a.log.Info("removing stale bundle", "name", name)
+			_ = a.rt.Delete(context.Background(), name)
 		}
 	}
 	names, _ := nsrun.List(a.cfg.NetnsPrefix)

@@ -90,6 +90,10 @@ func (a *Agent) Handler() http.Handler {
 		}
 		writeJSON(w, status, rec)
 	}))
+	mux.Handle("POST /v1/containers/{name}/reference", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		ref, err := a.Reference(r.Context(), r.PathValue("name"))
+		reply(w, ref, err)
+	}))
 	// Destination side of a migration, called by the source agent.
 	mux.Handle("POST /v1/migrations", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		var req PrepareRequest

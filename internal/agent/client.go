@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/containerflow/containerflow/internal/nsrun"
+	"github.com/containerflow/containerflow/internal/runtime"
 )
 
 // Client talks to an agent. Base URLs are http://HOST:PORT or
@@ -191,6 +192,14 @@ func (c *Client) Migrate(ctx context.Context, name string, req MigrateRequest) (
 		return &res, &APIError{Status: resp.StatusCode, Msg: res.Record.Error}
 	}
 	return &res, nil
+}
+
+// Reference checkpoints and restores a container in place with bare CRIU
+// and returns how long each took.
+func (c *Client) Reference(ctx context.Context, name string) (runtime.Reference, error) {
+	var ref runtime.Reference
+	err := c.do(ctx, "POST", "/v1/containers/"+name+"/reference", nil, &ref)
+	return ref, err
 }
 
 // Health checks that the agent answers.

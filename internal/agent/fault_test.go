@@ -188,11 +188,11 @@ func TestFaultCRIUKilled(t *testing.T) {
 			killed := killCRIU(c.where, c.after, stop)
 			res, err := migrateAB(e)
 			close(stop)
-			if _, ok := <-killed; !ok || err == nil {
+			if pid, ok := <-killed; !ok || err == nil {
 				// The timing is a race with CRIU: if the kill missed, or
 				// landed after CRIU had done its work, nothing was tested.
 				lc.say("b", "2:b")
-				t.Skip("the kill did not interrupt CRIU this time; nothing was tested")
+				t.Skipf("the kill (pid %d, %v) did not interrupt CRIU this time (migration error: %v); nothing was tested", pid, ok, err)
 			}
 			if res != nil && res.Record.Status == migration.StatusFailed {
 				// CRIU killed while its parasite code runs inside the

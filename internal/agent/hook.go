@@ -67,20 +67,30 @@ type hookRequest struct {
 	Nonce string `json:"nonce"`
 }
 
-// goLive points the switch at this host and unlocks the incoming
-// container's namespace; called by the hook.
+// goLive is the runc engine's hook calling back: it proves it is the
+// hook of this migration, then takes the address.
 func (a *Agent) goLive(ctx context.Context, name, nonce string) error {
 	e, err := a.incomingEntry(name)
 	if err != nil {
 		return err
 	}
 	a.mu.Lock()
+	want := e.incoming.nonce
+	a.mu.Unlock()
+	if want == "" || nonce != want {
+		return fmt.Errorf("%w: wrong hook nonce", ErrBadRequest)
+	}
+	return a.takeAddress(ctx, e)
+}
+
+// takeAddress points the switch at this host and unlocks the incoming
+// container's namespace. The direct engine calls it from CRIU's
+// pre-resume notification, the runc engine through the hook.
+func (a *Agent) takeAddress(ctx context.Context, e *entry) error {
+	a.mu.Lock()
 	in := e.incoming
 	spec := e.info.ContainerSpec
 	a.mu.Unlock()
-	if in.nonce == "" || nonce != in.nonce {
-		return fmt.Errorf("%w: wrong hook nonce", ErrBadRequest)
-	}
 	start := time.Now()
 	if err := a.cfg.Steerer.Steer(ctx, spec.IP, net.HardwareAddr(spec.MAC), a.cfg.Name); err != nil {
 		return fmt.Errorf("steer %s to %s: %w", spec.IP, a.cfg.Name, err)
@@ -88,8 +98,8 @@ func (a *Agent) goLive(ctx context.Context, name, nonce string) error {
 	a.mu.Lock()
 	in.switched, in.switchTook = true, time.Since(start)
 	a.mu.Unlock()
-	a.log.Info("took the address in the go-live hook", "name", name, "ip", spec.IP, "steer", in.switchTook)
-	return cnet.Unlock(a.netns(name))
+	a.log.Info("took the address inside the restore", "name", spec.Name, "ip", spec.IP, "steer", in.switchTook)
+	return cnet.Unlock(a.netns(spec.Name))
 }
 
 // HookMain is `cflow agent hook`: it asks the agent to take the address of

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,19 +16,31 @@ import (
 func newWorkloadCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "workload", Short: "Workload programs run inside containers by benchmarks", Hidden: true}
 	var (
-		listen   string
-		interval time.Duration
+		listen    string
+		interval  time.Duration
+		memoryMiB int
 	)
 	srv := &cobra.Command{
 		Use:   "stream-server",
 		Short: "Sequence-checked TCP stream server: echoes client records and sends its own",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if memoryMiB > 0 {
+				b := stream.NewBallast(memoryMiB)
+				// A corrupted page ends the server: its clients see the
+				// drop, so no benchmark can report it as a success.
+				go b.Check(cmd.Context(), 2*time.Second, func(err error) {
+					slog.Error("memory check failed", "err", err)
+					os.Exit(3)
+				})
+				slog.Info("holding touched memory", "mib", memoryMiB)
+			}
 			return stream.ListenAndServe(cmd.Context(), listen, interval, slog.Default())
 		},
 	}
 	srv.Flags().StringVar(&listen, "listen", ":9000", "TCP address")
 	srv.Flags().DurationVar(&interval, "interval", 5*time.Millisecond, "interval of the server's own records")
+	srv.Flags().IntVar(&memoryMiB, "memory-mib", 0, "hold this much touched, self-checking memory (MiB)")
 	cmd.AddCommand(srv)
 	cmd.AddCommand(newWSServerCmd())
 	return cmd

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"golang.org/x/sys/unix"
@@ -125,8 +126,13 @@ func (w *Worker) Restore(ctx context.Context, opts *rpc.CriuOpts, n Notify) (int
 }
 
 func (w *Worker) do(ctx context.Context, t rpc.CriuReqType, opts *rpc.CriuOpts, n Notify) (*rpc.CriuResp, error) {
-	// A cancelled context kills CRIU; the pending read then fails.
-	stop := context.AfterFunc(ctx, func() { _ = w.cmd.Process.Kill() })
+	// A cancelled context kills CRIU and ends the pending read: a task
+	// CRIU was restoring may still hold CRIU's end of the socket, so the
+	// read would not see EOF.
+	stop := context.AfterFunc(ctx, func() {
+		_ = w.cmd.Process.Kill()
+		_ = w.conn.SetReadDeadline(time.Now())
+	})
 	defer stop()
 	if err := w.send(&rpc.CriuReq{Type: t.Enum(), Opts: opts}); err != nil {
 		return nil, w.failure(ctx, fmt.Errorf("send %s request: %w", t, err))

@@ -9,6 +9,10 @@ import (
 
 // Source is the host the container leaves.
 type Source interface {
+	// Prepare readies what the checkpoint needs before the container is
+	// frozen (CRIU started and waiting). Undone by Finish or by the
+	// rollback steps.
+	Prepare(ctx context.Context) error
 	// Quiesce asks the application to stop producing (a signal) and waits,
 	// bounded, for its TCP send queues to drain. A no-op when not asked for.
 	Quiesce(ctx context.Context) error
@@ -38,8 +42,10 @@ type Source interface {
 
 // DestReport is what the destination measured itself.
 type DestReport struct {
-	Bytes      int64         `json:"bytes"`
-	Transfer   time.Duration `json:"transfer_ns"`
+	Bytes int64 `json:"bytes"`
+	// Stream is the whole receive, most of it while the source was still
+	// writing the images.
+	Stream     time.Duration `json:"stream_ns"`
 	Restore    time.Duration `json:"restore_ns"`
 	RestoredAt time.Time     `json:"restored_at"`
 	// Switched says the destination pointed the switch at itself (and
@@ -52,17 +58,27 @@ type DestReport struct {
 
 // Destination is the host the container goes to.
 type Destination interface {
-	// Prepare pre-stages the namespace (same IP and MAC, locked) and the
-	// bundle.
+	// Prepare pre-stages the namespace (same IP and MAC, locked), the
+	// bundle and the restore (CRIU started and waiting).
 	Prepare(ctx context.Context) error
-	// TransferAndRestore streams dir to the destination, which verifies it
-	// and restores the container into the locked namespace.
-	TransferAndRestore(ctx context.Context, dir string) (DestReport, error)
+	// Open starts streaming dir to the destination: what the checkpoint
+	// writes there is sent while it is being written. Called right after
+	// the freeze.
+	Open(ctx context.Context, dir string) (Transfer, error)
 	// Commit unlocks the destination and resumes the application there.
 	Commit(ctx context.Context) error
 	// Abort discards everything the destination holds for this migration,
 	// keeping it silent (locked) until it is gone.
 	Abort(ctx context.Context) error
+}
+
+// Transfer is an image stream in progress.
+type Transfer interface {
+	// Finish sends what the checkpoint left, ends the stream, and waits
+	// for the destination to verify it and restore the container.
+	Finish(ctx context.Context) (DestReport, error)
+	// Cancel cuts the stream (the checkpoint failed).
+	Cancel()
 }
 
 // Switch points the container's address at the destination, or back.
@@ -75,6 +91,7 @@ type Switch interface {
 type Plan struct {
 	Container string
 	From, To  string
+	Engine    string // recorded: "direct" or "runc"
 	ImagesDir string // local directory for the images (tmpfs preferably)
 	Source    Source
 	Dest      Destination
@@ -89,6 +106,12 @@ const (
 	StatusFailed     = "failed"      // failed and could not be rolled back
 )
 
+// Who pointed the switch at the destination (Record.SwitchedBy).
+const (
+	SwitchedByDestination = "destination"
+	SwitchedBySource      = "source"
+)
+
 // ErrRolledBack wraps the cause of a migration that failed and left the
 // container running on the source.
 var ErrRolledBack = errors.New("migration failed, container kept on the source")
@@ -96,132 +119,149 @@ var ErrRolledBack = errors.New("migration failed, container kept on the source")
 // Run executes the plan. The returned record is complete in every case;
 // the error says why a migration did not succeed.
 func Run(ctx context.Context, p Plan) (*Record, error) {
-	now := p.Now
-	if now == nil {
-		now = time.Now
+	r := &run{p: p, now: p.Now}
+	if r.now == nil {
+		r.now = time.Now
 	}
-	rec := &Record{Container: p.Container, SourceNode: p.From, TargetNode: p.To}
-	start := now()
-	rec.MigrationStartNs = start.UnixNano()
-	mark := func(ns *int64) time.Time { t := now(); *ns = t.UnixNano(); return t }
-	finish := func(status string, err error) (*Record, error) {
-		end := now()
-		rec.MigrationEndNs = end.UnixNano()
-		rec.TotalMs = ms(end.Sub(start))
-		rec.Status = status
-		if err != nil {
-			rec.Error = err.Error()
-		}
-		return rec, err
-	}
-	// The destination is discarded with a context of its own: the caller's
-	// may be the reason we are rolling back.
-	abortDest := func() error {
-		actx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		return p.Dest.Abort(actx)
-	}
+	r.rec = &Record{Container: p.Container, SourceNode: p.From, TargetNode: p.To, Engine: p.Engine}
+	r.start = r.now()
+	r.rec.MigrationStartNs = r.start.UnixNano()
+	return r.run(ctx)
+}
 
+// run is one execution of a plan: the record being filled and what has
+// been done so far, which decides how to undo it.
+type run struct {
+	p        Plan
+	now      func() time.Time
+	rec      *Record
+	start    time.Time
+	quiesced bool
+}
+
+func (r *run) mark(ns *int64) time.Time { t := r.now(); *ns = t.UnixNano(); return t }
+
+func (r *run) finish(status string, err error) (*Record, error) {
+	end := r.now()
+	r.rec.MigrationEndNs = end.UnixNano()
+	r.rec.TotalMs = ms(end.Sub(r.start))
+	r.rec.Status = status
+	if err != nil {
+		r.rec.Error = err.Error()
+	}
+	return r.rec, err
+}
+
+// abortDest discards the destination with a context of its own: the
+// caller's may be the reason we are rolling back.
+func (r *run) abortDest() {
+	actx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = r.p.Dest.Abort(actx)
+}
+
+func (r *run) resume() {
+	if r.quiesced {
+		_ = r.p.Source.Resume(context.Background())
+	}
+}
+
+// giveUp rolls back a migration that failed before the checkpoint: the
+// container still runs (or runs again once thawed) on the source.
+func (r *run) giveUp(step string, err error, thaw bool) (*Record, error) {
+	if thaw {
+		_ = r.p.Source.Thaw(context.Background())
+	}
+	r.resume()
+	r.abortDest()
+	return r.finish(StatusRolledBack, fmt.Errorf("%w: %s: %v", ErrRolledBack, step, err))
+}
+
+// rollback brings the container back on the source from its own copy of
+// the images, after a successful checkpoint.
+func (r *run) rollback(cause error) (*Record, error) {
+	rb := r.now()
+	r.abortDest()
+	rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := r.p.Source.RestoreLocal(rctx, r.p.ImagesDir); err != nil {
+		r.rec.RollbackMs = ms(r.now().Sub(rb))
+		return r.finish(StatusFailed, fmt.Errorf("%v; rollback on %s failed too: %v", cause, r.p.From, err))
+	}
+	r.resume()
+	r.rec.RollbackMs = ms(r.now().Sub(rb))
+	return r.finish(StatusRolledBack, fmt.Errorf("%w: %v", ErrRolledBack, cause))
+}
+
+func (r *run) run(ctx context.Context) (*Record, error) {
+	p, rec := r.p, r.rec
 	if err := p.Dest.Prepare(ctx); err != nil {
-		_ = abortDest()
-		return finish(StatusRolledBack, fmt.Errorf("%w: prepare %s: %v", ErrRolledBack, p.To, err))
+		return r.giveUp("prepare "+p.To, err, false)
 	}
-	prepared := mark(&rec.PrepareDoneNs)
-	rec.PrepareMs = ms(prepared.Sub(start))
+	if err := p.Source.Prepare(ctx); err != nil {
+		return r.giveUp("prepare "+p.From, err, false)
+	}
+	prepared := r.mark(&rec.PrepareDoneNs)
+	rec.PrepareMs = ms(prepared.Sub(r.start))
 
-	quiesced := false
 	if err := p.Source.Quiesce(ctx); err != nil {
-		_ = p.Source.Resume(context.Background())
-		_ = abortDest()
-		return finish(StatusRolledBack, fmt.Errorf("%w: quiesce: %v", ErrRolledBack, err))
+		r.quiesced = true // a signal may have gone out: send it again
+		return r.giveUp("quiesce", err, false)
 	}
-	quiesced = true
-	qdone := mark(&rec.QuiesceDoneNs)
+	r.quiesced = true
+	qdone := r.mark(&rec.QuiesceDoneNs)
 	rec.QuiesceMs = ms(qdone.Sub(prepared))
 
-	frozenAt := mark(&rec.CheckpointStartNs)
+	frozenAt := r.mark(&rec.CheckpointStartNs)
 	if err := p.Source.Freeze(ctx); err != nil {
-		_ = p.Source.Thaw(context.Background())
-		if quiesced {
-			_ = p.Source.Resume(context.Background())
-		}
-		_ = abortDest()
-		return finish(StatusRolledBack, fmt.Errorf("%w: freeze: %v", ErrRolledBack, err))
+		return r.giveUp("freeze", err, true)
 	}
-	rec.FreezeMs = ms(now().Sub(frozenAt))
+	rec.FreezeMs = ms(r.now().Sub(frozenAt))
+	tr, err := p.Dest.Open(ctx, p.ImagesDir)
+	if err != nil {
+		return r.giveUp("open image stream to "+p.To, err, true)
+	}
 	size, err := p.Source.Checkpoint(ctx, p.ImagesDir)
 	if err != nil {
+		tr.Cancel()
 		cerr := fmt.Errorf("checkpoint: %v", err)
 		// CRIU resumes the tasks when a dump fails, but a dump can fail
 		// after killing them (e.g. CRIU itself killed late): then the
 		// images are incomplete and nothing can bring the container back.
 		_ = p.Source.Thaw(context.Background())
-		_ = abortDest()
+		r.abortDest()
 		if !p.Source.Running(context.Background()) {
-			return finish(StatusFailed, fmt.Errorf("%v; the container is no longer running on %s", cerr, p.From))
+			return r.finish(StatusFailed, fmt.Errorf("%v; the container is no longer running on %s", cerr, p.From))
 		}
-		if quiesced {
-			_ = p.Source.Resume(context.Background())
-		}
-		return finish(StatusRolledBack, fmt.Errorf("%w: %v", ErrRolledBack, cerr))
+		r.resume()
+		return r.finish(StatusRolledBack, fmt.Errorf("%w: %v", ErrRolledBack, cerr))
 	}
 	rec.CheckpointB = size
-	ckptDone := mark(&rec.CheckpointDoneNs)
+	ckptDone := r.mark(&rec.CheckpointDoneNs)
 	rec.CheckpointMs = ms(ckptDone.Sub(frozenAt))
 
-	rollback := func(cause error) (*Record, error) {
-		rb := now()
-		_ = abortDest()
-		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := p.Source.RestoreLocal(rctx, p.ImagesDir); err != nil {
-			rec.RollbackMs = ms(now().Sub(rb))
-			return finish(StatusFailed, fmt.Errorf("%v; rollback on %s failed too: %v", cause, p.From, err))
-		}
-		if quiesced {
-			_ = p.Source.Resume(rctx)
-		}
-		rec.RollbackMs = ms(now().Sub(rb))
-		return finish(StatusRolledBack, fmt.Errorf("%w: %v", ErrRolledBack, cause))
-	}
-
-	rep, err := p.Dest.TransferAndRestore(ctx, p.ImagesDir)
+	rep, err := tr.Finish(ctx)
 	if err != nil && rep.Switched {
 		// The destination switched and then its restore failed: point the
 		// switch back before the source takes the container up again.
 		if berr := p.Switch.Back(context.Background()); berr != nil {
-			return finish(StatusFailed, fmt.Errorf("restore on %s failed after it took the address (%v), and the switch could not be pointed back: %v", p.To, err, berr))
+			return r.finish(StatusFailed, fmt.Errorf("restore on %s failed after it took the address (%v), and the switch could not be pointed back: %v", p.To, err, berr))
 		}
 	}
 	if err != nil {
-		return rollback(fmt.Errorf("transfer/restore on %s: %v", p.To, err))
+		return r.rollback(fmt.Errorf("transfer/restore on %s: %v", p.To, err))
 	}
-	rec.TransferMs = ms(rep.Transfer)
+	restored := r.mark(&rec.RestoreDoneNs)
 	rec.RestoreMs = ms(rep.Restore)
-	restored := now()
-	rec.RestoreDoneNs = restored.UnixNano()
-	// Split the wall time between transfer and restore as the destination
-	// measured them; the remainder (request overhead) counts as transfer.
+	// What is not restore after the checkpoint is the part of the
+	// transfer the dump did not hide (and the request's own overhead).
 	rec.TransferDoneNs = restored.Add(-rep.Restore).UnixNano()
-	if over := ms(restored.Sub(ckptDone)) - rec.TransferMs - rec.RestoreMs; over > 0 {
-		rec.TransferMs += over
-	}
+	rec.TransferMs = max(ms(restored.Sub(ckptDone))-rec.RestoreMs, 0)
+	rec.StreamMs = ms(rep.Stream)
 
-	var switched time.Time
-	if rep.Switched {
-		// Done by the destination inside the restore; its time is part of
-		// restore_ms and reported on its own too.
-		switched = restored
-		rec.SwitchedBy = "destination"
-		rec.SwitchDoneNs = switched.UnixNano()
-		rec.SwitchMs = ms(rep.SwitchTook)
-	} else {
-		if err := p.Switch.Steer(ctx); err != nil {
-			return rollback(fmt.Errorf("switch update: %v", err))
-		}
-		switched = mark(&rec.SwitchDoneNs)
-		rec.SwitchedBy = "source"
-		rec.SwitchMs = ms(switched.Sub(restored))
+	switched, err := r.steer(ctx, rep, restored)
+	if err != nil {
+		return r.rollback(fmt.Errorf("switch update: %v", err))
 	}
 
 	// From here on the destination owns the container: errors are
@@ -230,21 +270,39 @@ func Run(ctx context.Context, p Plan) (*Record, error) {
 	if err := p.Dest.Commit(context.Background()); err != nil {
 		after = append(after, fmt.Errorf("commit on %s: %w", p.To, err))
 	}
-	ready := mark(&rec.ReadyNs)
+	ready := r.mark(&rec.ReadyNs)
 	rec.ResumeMs = ms(ready.Sub(switched))
 	rec.TimeToReadyMs = ms(ready.Sub(frozenAt))
 	n, err := p.Source.Handoff(context.Background())
 	rec.HandoffFrames = int64(n)
-	rec.HandoffMs = ms(now().Sub(ready))
+	rec.HandoffMs = ms(r.now().Sub(ready))
 	if err != nil {
 		after = append(after, fmt.Errorf("handoff from %s: %w", p.From, err))
 	}
 	if err := p.Source.Finish(context.Background()); err != nil {
 		after = append(after, fmt.Errorf("cleanup on %s: %w", p.From, err))
 	}
-	rec.CleanupMs = ms(now().Sub(ready))
-	if len(after) > 0 {
-		return finish(StatusSuccess, errors.Join(after...))
+	rec.CleanupMs = ms(r.now().Sub(ready))
+	return r.finish(StatusSuccess, errors.Join(after...))
+}
+
+// steer records the switch update the destination made inside its
+// restore, or makes it from here when the destination could not.
+func (r *run) steer(ctx context.Context, rep DestReport, restored time.Time) (time.Time, error) {
+	rec := r.rec
+	if rep.Switched {
+		// Done by the destination inside the restore; its time is part of
+		// restore_ms and reported on its own too.
+		rec.SwitchedBy = SwitchedByDestination
+		rec.SwitchDoneNs = restored.UnixNano()
+		rec.SwitchMs = ms(rep.SwitchTook)
+		return restored, nil
 	}
-	return finish(StatusSuccess, nil)
+	if err := r.p.Switch.Steer(ctx); err != nil {
+		return time.Time{}, err
+	}
+	switched := r.mark(&rec.SwitchDoneNs)
+	rec.SwitchedBy = SwitchedBySource
+	rec.SwitchMs = ms(switched.Sub(restored))
+	return switched, nil
 }

@@ -19,7 +19,8 @@ type Record struct {
 	Container   string `json:"container" kv:"container"`
 	SourceNode  string `json:"source_node" kv:"source_node"`
 	TargetNode  string `json:"target_node" kv:"target_node"`
-	Status      string `json:"status" kv:"status"` // success, rolled_back, failed
+	Status      string `json:"status" kv:"status"`           // success, rolled_back, failed
+	Engine      string `json:"engine,omitempty" kv:"engine"` // direct or runc
 	Error       string `json:"error,omitempty" kv:"error"`
 	CheckpointB int64  `json:"checkpoint_size_bytes" kv:"checkpoint_size_bytes"`
 	// SwitchedBy says who pointed the switch at the destination:
@@ -45,11 +46,14 @@ type Record struct {
 	FreezeMs     float64 `json:"freeze_ms" kv:"freeze_ms"`
 	CheckpointMs float64 `json:"checkpoint_ms" kv:"checkpoint_ms"`
 	TransferMs   float64 `json:"transfer_ms" kv:"transfer_ms"`
-	RestoreMs    float64 `json:"restore_ms" kv:"restore_ms"`
-	SwitchMs     float64 `json:"switch_ms" kv:"switch_ms"`
-	ResumeMs     float64 `json:"resume_ms" kv:"resume_ms"`
-	HandoffMs    float64 `json:"handoff_ms" kv:"handoff_ms"`
-	CleanupMs    float64 `json:"cleanup_ms" kv:"cleanup_ms"`
+	// StreamMs is the whole image stream as the destination received it,
+	// most of it while the checkpoint was still being written.
+	StreamMs  float64 `json:"stream_ms" kv:"stream_ms"`
+	RestoreMs float64 `json:"restore_ms" kv:"restore_ms"`
+	SwitchMs  float64 `json:"switch_ms" kv:"switch_ms"`
+	ResumeMs  float64 `json:"resume_ms" kv:"resume_ms"`
+	HandoffMs float64 `json:"handoff_ms" kv:"handoff_ms"`
+	CleanupMs float64 `json:"cleanup_ms" kv:"cleanup_ms"`
 	// TimeToReadyMs runs from the freeze to the moment the destination is
 	// unlocked behind the switch: the seed's "client-visible downtime"
 	// bound, before the client's own retransmission timer adds its share.

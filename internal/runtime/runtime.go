@@ -93,7 +93,9 @@ func (r *Runtime) Run(ctx context.Context, s Spec) (int, error) {
 // freshBundle (re)writes the bundle of s from scratch.
 func (r *Runtime) freshBundle(s Spec) error {
 	bundle := r.BundleDir(s.Name)
-	_ = os.RemoveAll(bundle)
+	// Mount-aware: a restore interrupted before it finished can leave its
+	// root bind-mounted inside the old bundle.
+	_ = mounts.RemoveAll(bundle)
 	if err := writeBundle(bundle, s, r.cgroupsPath(s.Name)); err != nil {
 		return fmt.Errorf("bundle for %s: %w", s.Name, err)
 	}
@@ -221,6 +223,19 @@ func (r *Runtime) Delete(ctx context.Context, name string) error {
 	}
 	r.detachLog(name)
 	return mounts.RemoveAll(r.BundleDir(name))
+}
+
+// Bundles lists the containers this runtime has a bundle for, running
+// or not (a staged incoming migration has a bundle and no process).
+func (r *Runtime) Bundles() []string {
+	ents, _ := os.ReadDir(filepath.Join(r.dir, "bundles"))
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // Container is a container as runc sees it.

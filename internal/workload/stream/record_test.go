@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 )
@@ -65,5 +66,16 @@ func TestUnanswered(t *testing.T) {
 	s.Echo.See(8)
 	if u := s.Unanswered(); u != 2 {
 		t.Fatalf("unanswered %d, want 2", u)
+	}
+}
+
+func TestBallastCatchesACorruptedPage(t *testing.T) {
+	b := NewBallast(1)
+	if err := b.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	b.buf[5*pageSize+17] ^= 1
+	if err := b.Verify(); err == nil || !strings.Contains(err.Error(), "page 5 ") {
+		t.Fatalf("a flipped bit in page 5: %v", err)
 	}
 }

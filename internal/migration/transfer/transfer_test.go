@@ -1,11 +1,14 @@
-package agent
+package transfer
 
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 func writeTree(t *testing.T, dir string, files map[string]string) {
@@ -35,13 +38,13 @@ func TestTreesRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	n, err := sendTrees([]tree{{"images", filepath.Join(src, "img")}, {"rw", filepath.Join(src, "rw")}}, &buf)
+	n, err := Send([]Tree{{"images", filepath.Join(src, "img")}, {"rw", filepath.Join(src, "rw")}}, &buf)
 	if err != nil || n != int64(len("pagescorehello42")) {
 		t.Fatalf("send: %d %v", n, err)
 	}
 	dst := t.TempDir()
 	dests := map[string]string{"images": filepath.Join(dst, "i"), "rw": filepath.Join(dst, "r")}
-	if _, err := receiveTrees(bytes.NewReader(buf.Bytes()), dests); err != nil {
+	if _, err := Receive(bytes.NewReader(buf.Bytes()), dests); err != nil {
 		t.Fatal(err)
 	}
 	for p, want := range map[string]string{"i/pages-1.img": "pages", "r/tmp/state.db": "hello", "r/run/app/pid": "42"} {
@@ -63,13 +66,13 @@ func TestTreesRoundTrip(t *testing.T) {
 		"no manifest":  data[:bytes.Index(data, []byte(manifestName))-100],
 		"flipped byte": flip(data, bytes.Index(data, []byte("hello"))),
 	} {
-		_, err := receiveTrees(bytes.NewReader(damaged), map[string]string{"images": t.TempDir(), "rw": t.TempDir()})
+		_, err := Receive(bytes.NewReader(damaged), map[string]string{"images": t.TempDir(), "rw": t.TempDir()})
 		if !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: want ErrCorrupt, got %v", name, err)
 		}
 	}
 	// A stream with an unknown top-level tree is refused too.
-	_, err = receiveTrees(bytes.NewReader(buf.Bytes()), map[string]string{"images": t.TempDir()})
+	_, err = Receive(bytes.NewReader(buf.Bytes()), map[string]string{"images": t.TempDir()})
 	if !errors.Is(err, ErrCorrupt) {
 		t.Errorf("unknown tree: want ErrCorrupt, got %v", err)
 	}
@@ -79,4 +82,62 @@ func flip(b []byte, i int) []byte {
 	c := append([]byte(nil), b...)
 	c[i] ^= 0xff
 	return c
+}
+
+// Files written while the stream runs — some rewritten after they were
+// sent, one still open when the writer is "done" — arrive as the writer
+// left them, and the manifest checks the last version of each.
+func TestFollowSendsFilesAsTheyAreWritten(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	pr, pw := io.Pipe()
+	got := make(chan error, 1)
+	go func() {
+		_, err := Receive(pr, map[string]string{"images": dst})
+		pr.CloseWithError(err)
+		got <- err
+	}()
+	s := NewSender(pw)
+	f, err := s.Follow("images", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- f.Run() }()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("core-1.img", "core v1")
+	write("pages-1.img", strings.Repeat("p", 1<<20))
+	time.Sleep(20 * time.Millisecond) // let the follower send them
+	write("core-1.img", "core v2, longer")
+	open, err := os.OpenFile(filepath.Join(src, "inventory.img"), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open.WriteString("inventory"); err != nil { // never closed before Finish
+		t.Fatal(err)
+	}
+	f.Stop()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	open.Close()
+	if _, err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"core-1.img": "core v2, longer", "inventory.img": "inventory", "pages-1.img": strings.Repeat("p", 1<<20)} {
+		b, err := os.ReadFile(filepath.Join(dst, name))
+		if err != nil || string(b) != want {
+			t.Errorf("%s: got %d bytes (%v), want %d", name, len(b), err, len(want))
+		}
+	}
 }

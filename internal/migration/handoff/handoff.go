@@ -1,4 +1,4 @@
-package agent
+package handoff
 
 import (
 	"encoding/binary"
@@ -25,7 +25,7 @@ import (
 // The restored socket acknowledges them at once and the client goes on.
 // Duplicates are harmless to TCP; UDP is not replayed (a datagram the
 // source took in before the dump would arrive twice).
-type catcher struct {
+type Catcher struct {
 	fd      int
 	ifindex int
 
@@ -41,14 +41,14 @@ const (
 	catchMaxBytes  = 16 << 20
 )
 
-// startCatcher opens a packet socket on uplink (in hostNetns, "" = ours)
+// Start opens a packet socket on uplink (in hostNetns, "" = ours)
 // filtered to TCP frames for mac/ip, and starts copying them.
-func startCatcher(hostNetns, uplink string, mac net.HardwareAddr, ip netip.Addr) (*catcher, error) {
+func Start(hostNetns, uplink string, mac net.HardwareAddr, ip netip.Addr) (*Catcher, error) {
 	prog, err := catchFilter(mac, ip)
 	if err != nil {
 		return nil, err
 	}
-	var c *catcher
+	var c *Catcher
 	open := func() error {
 		ifi, err := net.InterfaceByName(uplink)
 		if err != nil {
@@ -75,7 +75,7 @@ func startCatcher(hostNetns, uplink string, mac net.HardwareAddr, ip netip.Addr)
 		// A receive timeout lets the reader notice stop() without a poll loop.
 		tv := unix.Timeval{Usec: 20000}
 		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-		c = &catcher{fd: fd, ifindex: ifi.Index, done: make(chan struct{}), exited: make(chan struct{})}
+		c = &Catcher{fd: fd, ifindex: ifi.Index, done: make(chan struct{}), exited: make(chan struct{})}
 		return nil
 	}
 	if hostNetns == "" {
@@ -90,7 +90,7 @@ func startCatcher(hostNetns, uplink string, mac net.HardwareAddr, ip netip.Addr)
 	return c, nil
 }
 
-func (c *catcher) read() {
+func (c *Catcher) read() {
 	defer close(c.exited)
 	buf := make([]byte, 65536)
 	for {
@@ -116,7 +116,7 @@ func (c *catcher) read() {
 // in arrival order. It returns how many it sent. It does not wait for the
 // reader (up to one receive timeout): it runs right after the destination
 // went live, where every millisecond is downtime.
-func (c *catcher) release() (int, error) {
+func (c *Catcher) Release() (int, error) {
 	close(c.done)
 	c.mu.Lock()
 	frames := c.frames
@@ -137,13 +137,13 @@ func (c *catcher) release() (int, error) {
 
 // discard stops catching and drops what was caught (the migration rolled
 // back: the source is back and the client's own retransmissions reach it).
-func (c *catcher) discard() {
+func (c *Catcher) Discard() {
 	close(c.done)
 	c.closeWhenIdle()
 }
 
 // closeWhenIdle closes the socket once the reader has left Recvfrom.
-func (c *catcher) closeWhenIdle() {
+func (c *Catcher) closeWhenIdle() {
 	go func() {
 		<-c.exited
 		unix.Close(c.fd)

@@ -1,4 +1,4 @@
-package agent
+package drain
 
 import (
 	"context"
@@ -55,20 +55,20 @@ func TestSendQueueDrainThroughSockDiag(t *testing.T) {
 			break
 		}
 	}
-	queued, err := unsentBytes(ns)
+	queued, err := Unsent(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if queued == 0 {
 		t.Fatal("sock_diag reports an empty send queue for a blocked sender")
 	}
-	left, err := waitDrained(context.Background(), ns, 50*time.Millisecond)
+	left, err := Wait(context.Background(), ns, 50*time.Millisecond)
 	if err != nil || left == 0 {
 		t.Fatalf("nothing read yet, the wait must time out with bytes left: %d %v", left, err)
 	}
 	go io.Copy(io.Discard, peer) //nolint:errcheck // drains until closed
 	start := time.Now()
-	left, err = waitDrained(context.Background(), ns, 5*time.Second)
+	left, err = Wait(context.Background(), ns, 5*time.Second)
 	if err != nil || left != 0 {
 		t.Fatalf("after the peer read everything: %d bytes left, %v", left, err)
 	}

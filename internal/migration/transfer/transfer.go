@@ -1,4 +1,4 @@
-package agent
+package transfer
 
 import (
 	"archive/tar"
@@ -25,89 +25,129 @@ const manifestName = "MANIFEST.sha256"
 // ErrCorrupt means a received stream failed verification.
 var ErrCorrupt = errors.New("checkpoint images corrupted or incomplete")
 
-// tree is one directory sent under a top-level name.
-type tree struct {
-	name string // top-level name in the stream
-	dir  string // local directory
+// Tree is one directory sent under a top-level name.
+type Tree struct {
+	Name string // top-level name in the stream
+	Dir  string // local directory
 }
 
-// sendTrees writes the trees and the manifest; it returns the bytes of
-// file content sent.
-func sendTrees(trees []tree, w io.Writer) (int64, error) {
-	tw := tar.NewWriter(w)
-	var manifest strings.Builder
-	var total int64
+// Sender writes one checkpoint stream. Files can be sent while other
+// files of the same tree are still being written (see Follow); a file sent
+// twice is unpacked twice and the manifest names its last version.
+type Sender struct {
+	tw       *tar.Writer
+	manifest map[string]string // name -> "sha256  size"
+	order    []string
+	total    int64
+}
+
+// NewSender starts a stream on w.
+func NewSender(w io.Writer) *Sender {
+	return &Sender{tw: tar.NewWriter(w), manifest: map[string]string{}}
+}
+
+// Send writes the trees and the manifest; it returns the bytes of file
+// content sent.
+func Send(trees []Tree, w io.Writer) (int64, error) {
+	s := NewSender(w)
 	for _, t := range trees {
-		err := filepath.WalkDir(t.dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			rel, err := filepath.Rel(t.dir, p)
-			if err != nil {
-				return err
-			}
-			name := path.Join(t.name, filepath.ToSlash(rel))
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			switch {
-			case d.IsDir():
-				mode := int64(fi.Mode().Perm())
-				if fi.Mode()&os.ModeSticky != 0 {
-					mode |= 0o1000 // tar keeps Unix mode bits; Go's ModeSticky is not one
-				}
-				return tw.WriteHeader(&tar.Header{Name: name + "/", Mode: mode, Typeflag: tar.TypeDir})
-			case fi.Mode()&os.ModeSymlink != 0:
-				target, err := os.Readlink(p)
-				if err != nil {
-					return err
-				}
-				return tw.WriteHeader(&tar.Header{Name: name, Linkname: target, Typeflag: tar.TypeSymlink})
-			case fi.Mode().IsRegular():
-				f, err := os.Open(p)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				h := sha256.New()
-				if err := tw.WriteHeader(&tar.Header{Name: name, Mode: int64(fi.Mode().Perm()), Size: fi.Size(), Typeflag: tar.TypeReg}); err != nil {
-					return err
-				}
-				n, err := io.Copy(tw, io.TeeReader(f, h))
-				if err != nil {
-					return fmt.Errorf("send %s: %w", name, err)
-				}
-				total += n
-				fmt.Fprintf(&manifest, "%s  %d  %s\n", hex.EncodeToString(h.Sum(nil)), n, name)
-				return nil
-			default:
-				// Sockets, FIFOs and devices cannot be carried; a container
-				// that keeps them in /tmp or /run gets them re-created by
-				// CRIU only if they are open, so skip them.
-				return nil
-			}
-		})
-		if err != nil {
-			return total, err
+		if err := s.Tree(t); err != nil {
+			return s.total, err
 		}
 	}
-	m := manifest.String()
-	if err := tw.WriteHeader(&tar.Header{Name: manifestName, Mode: 0o600, Size: int64(len(m)), Typeflag: tar.TypeReg}); err != nil {
-		return total, err
-	}
-	if _, err := io.WriteString(tw, m); err != nil {
-		return total, err
-	}
-	return total, tw.Close()
+	return s.Close()
 }
 
-// receiveTrees unpacks a stream from sendTrees, placing each top-level
+// Tree sends every directory, symlink and regular file under t.Dir.
+func (s *Sender) Tree(t Tree) error {
+	return filepath.WalkDir(t.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(t.Dir, p)
+		if err != nil {
+			return err
+		}
+		name := path.Join(t.Name, filepath.ToSlash(rel))
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			mode := int64(fi.Mode().Perm())
+			if fi.Mode()&os.ModeSticky != 0 {
+				mode |= 0o1000 // tar keeps Unix mode bits; Go's ModeSticky is not one
+			}
+			return s.tw.WriteHeader(&tar.Header{Name: name + "/", Mode: mode, Typeflag: tar.TypeDir})
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return s.tw.WriteHeader(&tar.Header{Name: name, Linkname: target, Typeflag: tar.TypeSymlink})
+		case fi.Mode().IsRegular():
+			return s.file(name, p)
+		default:
+			// Sockets, FIFOs and devices cannot be carried; a container
+			// that keeps them in /tmp or /run gets them re-created by
+			// CRIU only if they are open, so skip them.
+			return nil
+		}
+	})
+}
+
+// file sends one regular file as it is now.
+func (s *Sender) file(name, p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := s.tw.WriteHeader(&tar.Header{Name: name, Mode: int64(fi.Mode().Perm()), Size: fi.Size(), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	h := sha256.New()
+	// Exactly the size announced: a file that grows meanwhile is sent
+	// again by Follow.
+	n, err := io.CopyN(s.tw, io.TeeReader(f, h), fi.Size())
+	if err != nil {
+		return fmt.Errorf("send %s: %w", name, err)
+	}
+	s.total += n
+	if _, ok := s.manifest[name]; !ok {
+		s.order = append(s.order, name)
+	}
+	s.manifest[name] = fmt.Sprintf("%s  %d", hex.EncodeToString(h.Sum(nil)), n)
+	return nil
+}
+
+// Close writes the manifest and ends the stream; it returns the bytes of
+// file content sent.
+func (s *Sender) Close() (int64, error) {
+	var m strings.Builder
+	for _, name := range s.order {
+		fmt.Fprintf(&m, "%s  %s\n", s.manifest[name], name)
+	}
+	if err := s.tw.WriteHeader(&tar.Header{Name: manifestName, Mode: 0o600, Size: int64(m.Len()), Typeflag: tar.TypeReg}); err != nil {
+		return s.total, err
+	}
+	if _, err := io.WriteString(s.tw, m.String()); err != nil {
+		return s.total, err
+	}
+	return s.total, s.tw.Close()
+}
+
+// Receive unpacks a stream from Send, placing each top-level
 // name into dests[name], and verifies every file against the manifest.
 // Anything unexpected — an unknown top-level name, a path escaping its
 // directory, a checksum or size mismatch, a missing manifest or file — is
 // ErrCorrupt.
-func receiveTrees(r io.Reader, dests map[string]string) (int64, error) {
+func Receive(r io.Reader, dests map[string]string) (int64, error) {
 	tr := tar.NewReader(bufio.NewReaderSize(r, 1<<20))
 	got := map[string]string{}
 	var manifest []byte
@@ -198,8 +238,8 @@ func receiveTrees(r io.Reader, dests map[string]string) (int64, error) {
 	return total, nil
 }
 
-// dirSize sums the regular files of dir.
-func dirSize(dir string) int64 {
+// DirSize sums the regular files of dir.
+func DirSize(dir string) int64 {
 	var n int64
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {

@@ -1,4 +1,4 @@
-package agent
+package drain
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 
 const tcpEstablished = 1
 
-// unsentBytes sums the send queues (bytes written but not yet acknowledged)
+// Unsent sums the send queues (bytes written but not yet acknowledged)
 // of the established TCP sockets in a namespace, read through sock_diag.
-func unsentBytes(nsName string) (uint64, error) {
+func Unsent(nsName string) (uint64, error) {
 	var total uint64
 	err := nsrun.Do(nsName, func() error {
 		socks, err := netlink.SocketDiagTCP(unix.AF_INET)
@@ -31,12 +31,12 @@ func unsentBytes(nsName string) (uint64, error) {
 	return total, err
 }
 
-// waitDrained polls the send queues every millisecond until they are empty
+// Wait polls the send queues every millisecond until they are empty
 // or max has passed. It returns the bytes still queued (0 when drained).
-func waitDrained(ctx context.Context, nsName string, max time.Duration) (uint64, error) {
+func Wait(ctx context.Context, nsName string, max time.Duration) (uint64, error) {
 	deadline := time.Now().Add(max)
 	for {
-		n, err := unsentBytes(nsName)
+		n, err := Unsent(nsName)
 		if err != nil || n == 0 || time.Now().After(deadline) {
 			return n, err
 		}

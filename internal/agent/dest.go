@@ -1,0 +1,339 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerflow/containerflow/internal/cnet"
+	"github.com/containerflow/containerflow/internal/migration"
+	"github.com/containerflow/containerflow/internal/migration/transfer"
+	"github.com/containerflow/containerflow/internal/mounts"
+	"github.com/containerflow/containerflow/internal/runtime"
+)
+
+// remoteDest is the migration's view of the destination agent.
+type remoteDest struct {
+	c     *Client
+	rwDir string // the container's writable directories on the source
+	name  string
+	prep  PrepareRequest
+	f     *faults
+}
+
+func (d *remoteDest) Prepare(ctx context.Context) error {
+	return d.c.do(ctx, "POST", "/v1/migrations", d.prep, nil)
+}
+
+// Open starts the image stream: one HTTP request whose body is a tar of
+// the container's writable directories (it is frozen: they hold still),
+// then of CRIU's images, each sent as soon as CRIU closes it.
+func (d *remoteDest) Open(ctx context.Context, images string) (migration.Transfer, error) {
+	if err := os.MkdirAll(images, 0o700); err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	var w io.Writer = pw
+	if d.f.cutStreamAt > 0 || d.f.corruptAt > 0 {
+		w = &faultyWriter{w: pw, f: d.f}
+	}
+	s := transfer.NewSender(w)
+	fol, err := s.Follow("images", images)
+	if err != nil {
+		return nil, err
+	}
+	t := &remoteTransfer{fol: fol, pw: pw, sent: make(chan error, 1), done: make(chan struct{}), reply: make(chan replyOf, 1), f: d.f}
+	go func() {
+		err := s.Tree(transfer.Tree{Name: "rw", Dir: d.rwDir})
+		if err == nil {
+			err = fol.Run()
+		}
+		<-t.done // the checkpoint is over: what is left can go
+		if err == nil {
+			err = fol.Finish()
+		} else {
+			fol.Finish() //nolint:errcheck // releases the watch; the stream is failing anyway
+		}
+		if err == nil {
+			_, err = s.Close()
+		}
+		if errors.Is(err, errCut) {
+			err = io.ErrUnexpectedEOF
+		}
+		pw.CloseWithError(err)
+		t.sent <- err
+	}()
+	go func() {
+		var rep migration.DestReport
+		err := d.c.doStream(ctx, "/v1/migrations/"+d.name+"/images", pr, &rep)
+		pr.CloseWithError(errors.New("request ended"))
+		if err != nil {
+			// A failed restore still says whether the destination had
+			// taken the address before failing (see api.go).
+			if apiErr, ok := err.(*APIError); ok && apiErr.Switched {
+				rep.Switched = true
+			}
+		}
+		t.reply <- replyOf{rep, err}
+	}()
+	return t, nil
+}
+
+type replyOf struct {
+	rep migration.DestReport
+	err error
+}
+
+// remoteTransfer is an image stream on its way to the destination.
+type remoteTransfer struct {
+	fol   *transfer.Follower
+	pw    *io.PipeWriter
+	done  chan struct{}
+	sent  chan error
+	reply chan replyOf
+	f     *faults
+}
+
+func (t *remoteTransfer) end() error {
+	t.fol.Stop()
+	close(t.done)
+	err := <-t.sent
+	if t.f.afterSend != nil {
+		t.f.afterSend()
+	}
+	return err
+}
+
+func (t *remoteTransfer) Finish(context.Context) (migration.DestReport, error) {
+	serr := t.end()
+	r := <-t.reply
+	if r.err == nil && serr != nil {
+		r.err = serr
+	}
+	return r.rep, r.err
+}
+
+func (t *remoteTransfer) Cancel() {
+	t.pw.CloseWithError(errors.New("checkpoint failed"))
+	_ = t.end()
+	<-t.reply
+}
+
+func (d *remoteDest) Commit(ctx context.Context) error {
+	return d.c.do(ctx, "POST", "/v1/migrations/"+d.name+"/commit", nil, nil)
+}
+
+func (d *remoteDest) Abort(ctx context.Context) error {
+	return d.c.do(ctx, "POST", "/v1/migrations/"+d.name+"/abort", nil, nil)
+}
+
+var errCut = errors.New("stream cut (fault injection)")
+
+type faultyWriter struct {
+	w   io.Writer
+	f   *faults
+	off int64
+}
+
+func (fw *faultyWriter) Write(p []byte) (int, error) {
+	if c := fw.f.corruptAt; c > 0 && fw.off <= c && c < fw.off+int64(len(p)) {
+		q := append([]byte(nil), p...)
+		q[c-fw.off] ^= 0xff
+		p = q
+	}
+	if c := fw.f.cutStreamAt; c > 0 && fw.off+int64(len(p)) > c {
+		n, _ := fw.w.Write(p[:c-fw.off])
+		fw.off += int64(n)
+		return n, errCut
+	}
+	n, err := fw.w.Write(p)
+	fw.off += int64(n)
+	return n, err
+}
+
+// Destination side.
+
+func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest) error {
+	s := req.Spec
+	if err := a.validate(&s); err != nil {
+		return err
+	}
+	switch req.Engine {
+	case "":
+		req.Engine = EngineDirect
+	case EngineDirect, EngineRunc:
+	default:
+		return fmt.Errorf("%w: engine %q", ErrBadRequest, req.Engine)
+	}
+	e, err := a.reserve(s, StateIncoming)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(a.cfg.ImagesDir, "in-"+s.Name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	in := &incoming{resumeSignal: req.ResumeSignal, dir: dir, engine: req.Engine}
+	e.incoming = in
+	fail := func(err error) error {
+		if in.restorer != nil {
+			in.restorer.Close()
+		}
+		_ = a.rt.Delete(context.Background(), s.Name)
+		_ = cnet.Delete(a.netns(s.Name))
+		_ = mounts.RemoveAll(dir)
+		a.release(s.Name)
+		return err
+	}
+	if err := a.createNetns(s); err != nil {
+		return fail(fmt.Errorf("network for incoming %s: %w", s.Name, err))
+	}
+	// Locked until the container goes live: nothing reaches or leaves the
+	// restored container before the switch points here.
+	if err := cnet.Lock(a.netns(s.Name)); err != nil {
+		return fail(err)
+	}
+	script := ""
+	if in.engine == EngineRunc && a.hookEnabled() {
+		var nonce string
+		var err error
+		if script, nonce, err = a.writeHookScript(dir, s.Name); err != nil {
+			return fail(err)
+		}
+		in.nonce = nonce
+	}
+	if err := a.rt.PrepareBundle(a.runtimeSpecWith(s, script)); err != nil {
+		return fail(err)
+	}
+	if in.engine == EngineDirect {
+		o := runtime.DirectOpts{ImagesDir: filepath.Join(dir, "images"), WorkDir: filepath.Join(dir, "work"), LogLevel: a.cfg.CRIULogLevel}
+		if in.restorer, err = a.rt.PrepareRestore(a.runtimeSpec(s), o); err != nil {
+			return fail(err)
+		}
+	}
+	a.log.Info("incoming container staged", "name", s.Name, "from", req.From, "engine", in.engine)
+	return nil
+}
+
+func (a *Agent) incomingEntry(name string) (*entry, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.containers[name]
+	if !ok || e.incoming == nil {
+		return nil, fmt.Errorf("%w: no incoming migration of %s on %s", ErrNotFound, name, a.cfg.Name)
+	}
+	return e, nil
+}
+
+// receiveAndRestore unpacks the image stream and restores the container
+// the moment it is complete.
+func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Reader) (migration.DestReport, error) {
+	e, err := a.incomingEntry(name)
+	if err != nil {
+		return migration.DestReport{}, err
+	}
+	in := e.incoming
+	images := filepath.Join(in.dir, "images")
+	t0 := time.Now()
+	n, err := transfer.Receive(body, map[string]string{
+		"images": images,
+		"rw":     runtime.RWDir(a.rt.BundleDir(name)),
+	})
+	if err != nil {
+		if errors.Is(err, transfer.ErrCorrupt) {
+			return migration.DestReport{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		return migration.DestReport{}, err
+	}
+	t1 := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.CRIUTimeout)
+	defer cancel()
+	var pid int
+	if in.engine == EngineDirect {
+		var goLive func() error
+		if a.cfg.Steerer != nil {
+			goLive = func() error { return a.takeAddress(context.Background(), e) }
+		}
+		pid, err = in.restorer.Restore(rctx, goLive)
+		var pre *runtime.PreResumeError
+		if errors.As(err, &pre) {
+			// Restored, but still locked and without the address: the
+			// source steers instead (see hook.go).
+			a.log.Warn("could not go live inside the restore", "name", name, "err", pre.Err)
+			err = nil
+		}
+	} else {
+		// The bundle written at prepare time (with the go-live hook) is used.
+		o := runtime.CheckpointOpts{ImagesDir: images, WorkDir: filepath.Join(in.dir, "work")}
+		pid, err = a.rt.Restore(rctx, a.runtimeSpec(e.info.ContainerSpec), o)
+	}
+	a.mu.Lock()
+	rep := migration.DestReport{Bytes: n, Stream: t1.Sub(t0), Switched: in.switched, SwitchTook: in.switchTook}
+	a.mu.Unlock()
+	if err != nil {
+		// The log that says why must outlive the abort that follows.
+		if kept := a.keepLogs(in.dir); kept != "" {
+			err = &keptLogsError{msg: strings.ReplaceAll(err.Error(), in.dir, kept), err: err}
+		}
+		return rep, err
+	}
+	t2 := time.Now()
+	a.mu.Lock()
+	e.info.Pid = pid
+	a.mu.Unlock()
+	rep.Restore, rep.RestoredAt = t2.Sub(t1), t2
+	return rep, nil
+}
+
+func (a *Agent) commitIncoming(ctx context.Context, name string) error {
+	e, err := a.incomingEntry(name)
+	if err != nil {
+		return err
+	}
+	ns := a.netns(name)
+	if err := cnet.Unlock(ns); err != nil {
+		return err
+	}
+	_ = cnet.RemoveCRIULocks(ns)
+	if sig := e.incoming.resumeSignal; sig != 0 {
+		if err := a.rt.Signal(ctx, name, syscall.Signal(sig)); err != nil {
+			a.log.Warn("resume signal failed", "name", name, "err", err)
+		}
+	}
+	if e.incoming.nonce != "" {
+		// The runc engine's hook must not run at the next restore.
+		if err := a.rt.SetActionScript(a.runtimeSpec(e.info.ContainerSpec), ""); err != nil {
+			return err
+		}
+	}
+	if !a.cfg.KeepImages {
+		_ = mounts.RemoveAll(e.incoming.dir)
+	}
+	a.mu.Lock()
+	e.incoming = nil
+	e.info.State = StateRunning
+	e.info.Started = time.Now().UTC()
+	spec := e.info.ContainerSpec
+	a.mu.Unlock()
+	return a.saveSpec(spec)
+}
+
+func (a *Agent) abortIncoming(ctx context.Context, name string) error {
+	e, err := a.incomingEntry(name)
+	if err != nil {
+		return err
+	}
+	if r := e.incoming.restorer; r != nil {
+		r.Close()
+	}
+	dir := e.incoming.dir
+	err = a.discard(ctx, name)
+	kept := a.keepLogs(dir) // a failed restore's log says why
+	_ = mounts.RemoveAll(dir)
+	a.log.Info("incoming migration aborted", "name", name, "criu_logs", kept)
+	return err
+}

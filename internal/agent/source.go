@@ -1,0 +1,194 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/containerflow/containerflow/internal/cnet"
+	"github.com/containerflow/containerflow/internal/migration/drain"
+	"github.com/containerflow/containerflow/internal/migration/handoff"
+	"github.com/containerflow/containerflow/internal/migration/transfer"
+	"github.com/containerflow/containerflow/internal/runtime"
+)
+
+// localSource is the migration's view of this agent as the source.
+type localSource struct {
+	a        *Agent
+	spec     ContainerSpec
+	req      MigrateRequest
+	dir      string // the migration's directory: images/, work/, work-rollback/
+	signaled bool
+	catch    *handoff.Catcher
+	dumper   *runtime.Dumper // direct engine: CRIU started, waiting for the freeze
+}
+
+func (s *localSource) direct() bool { return s.req.Engine != EngineRunc }
+
+func (s *localSource) opts(workName string) runtime.DirectOpts {
+	return runtime.DirectOpts{ImagesDir: filepath.Join(s.dir, "images"), WorkDir: filepath.Join(s.dir, workName), LogLevel: s.a.cfg.CRIULogLevel}
+}
+
+// Prepare starts CRIU for the dump while the container still runs.
+func (s *localSource) Prepare(ctx context.Context) error {
+	if !s.direct() {
+		return nil
+	}
+	d, err := s.a.rt.PrepareDump(ctx, s.spec.Name, s.opts("work"))
+	if err != nil {
+		return err
+	}
+	s.dumper = d
+	return nil
+}
+
+// release stops a CRIU started for a dump that never ran.
+func (s *localSource) release() {
+	if s.dumper != nil {
+		s.dumper.Close()
+		s.dumper = nil
+	}
+	s.dropCatch()
+}
+
+func (s *localSource) Quiesce(ctx context.Context) error {
+	if s.req.QuiesceSignal != 0 {
+		if err := s.a.rt.Signal(ctx, s.spec.Name, syscall.Signal(s.req.QuiesceSignal)); err != nil {
+			return err
+		}
+		s.signaled = true
+	}
+	if s.req.DrainTimeoutMs > 0 {
+		left, err := drain.Wait(ctx, s.a.netns(s.spec.Name), time.Duration(s.req.DrainTimeoutMs)*time.Millisecond)
+		if err != nil {
+			return fmt.Errorf("wait for send queues: %w", err)
+		}
+		if left > 0 {
+			// Not fatal: CRIU dumps queued data with the socket.
+			s.a.log.Info("send queues not drained", "name", s.spec.Name, "bytes", left)
+		}
+	}
+	return nil
+}
+
+func (s *localSource) Resume(ctx context.Context) error {
+	if !s.signaled {
+		return nil
+	}
+	return s.a.rt.Signal(ctx, s.spec.Name, syscall.Signal(s.req.QuiesceSignal))
+}
+
+// Freeze starts catching the clients' frames, then freezes: from here on
+// the container answers no one.
+func (s *localSource) Freeze(context.Context) error {
+	if !s.req.NoHandoff {
+		c, err := handoff.Start(s.a.cfg.HostNetns, s.a.cfg.Uplink, net.HardwareAddr(s.spec.MAC), s.spec.IP)
+		if err != nil {
+			// Only an optimisation: clients then wait for their own
+			// retransmissions.
+			s.a.log.Warn("no frame handoff for this migration", "err", err)
+		}
+		s.catch = c
+	}
+	if err := s.a.rt.Freeze(s.spec.Name, 5*time.Second); err != nil {
+		return err
+	}
+	if f := s.a.faults.afterFreeze; f != nil {
+		f()
+	}
+	return nil
+}
+
+func (s *localSource) dropCatch() {
+	if s.catch != nil {
+		s.catch.Discard()
+		s.catch = nil
+	}
+}
+
+func (s *localSource) Handoff(context.Context) (int, error) {
+	if s.catch == nil {
+		return 0, nil
+	}
+	c := s.catch
+	s.catch = nil
+	return c.Release()
+}
+
+// Thaw resumes the container after a failed freeze or dump. A dump that
+// failed because CRIU died can also leave CRIU's network lock in the
+// namespace and the sockets in TCP repair mode; both are undone, or the
+// container would run with every connection silently dead.
+func (s *localSource) Thaw(ctx context.Context) error {
+	s.dropCatch()
+	err := s.a.rt.Thaw(s.spec.Name)
+	if errors.Is(err, runtime.ErrNotFound) {
+		return nil // the container is gone: nothing to resume
+	}
+	if lerr := cnet.RemoveCRIULocks(s.a.netns(s.spec.Name)); err == nil {
+		err = lerr
+	}
+	if _, rerr := s.a.rt.ResetTCPRepair(ctx, s.spec.Name); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+func (s *localSource) Checkpoint(ctx context.Context, images string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.a.cfg.CRIUTimeout)
+	defer cancel()
+	if s.direct() {
+		d := s.dumper
+		s.dumper = nil
+		if err := d.Dump(ctx); err != nil {
+			return 0, err
+		}
+	} else {
+		o := runtime.CheckpointOpts{ImagesDir: images, WorkDir: filepath.Join(s.dir, "work")}
+		if err := s.a.rt.Checkpoint(ctx, s.spec.Name, o); err != nil {
+			return 0, err
+		}
+	}
+	return transfer.DirSize(images), nil
+}
+
+func (s *localSource) Running(ctx context.Context) bool {
+	st, err := s.a.rt.State(ctx, s.spec.Name)
+	return err == nil && (st.Status == "running" || st.Status == "paused")
+}
+
+// RestoreLocal brings the container back here from its own images, with
+// the engine that dumped it.
+func (s *localSource) RestoreLocal(ctx context.Context, images string) error {
+	s.dropCatch()
+	rs := s.a.runtimeSpec(s.spec)
+	if s.direct() {
+		r, err := s.a.rt.PrepareRestore(rs, s.opts("work-rollback"))
+		if err != nil {
+			return err
+		}
+		if _, err := r.Restore(ctx, nil); err != nil {
+			return err
+		}
+	} else {
+		o := runtime.CheckpointOpts{ImagesDir: images, WorkDir: filepath.Join(s.dir, "work-rollback")}
+		if _, err := s.a.rt.Restore(ctx, rs, o); err != nil {
+			return err
+		}
+	}
+	return cnet.RemoveCRIULocks(s.a.netns(s.spec.Name))
+}
+
+func (s *localSource) Finish(ctx context.Context) error {
+	s.dropCatch()
+	err := s.a.rt.Delete(ctx, s.spec.Name)
+	if derr := cnet.Delete(s.a.netns(s.spec.Name)); err == nil {
+		err = derr
+	}
+	s.a.release(s.spec.Name)
+	return err
+}

@@ -1,0 +1,178 @@
+package transfer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// A Follower sends the files of a flat directory (CRIU's images) while a
+// writer is still filling it: each file as soon as it is closed after
+// writing, so the transfer overlaps the dump instead of following it. A
+// file written again after it was sent is sent again at the end, so the
+// stream always ends with the directory as the writer left it.
+type Follower struct {
+	s     *Sender
+	name  string // top-level name in the stream
+	dir   string
+	fd    int
+	wd    int
+	sent  map[string]bool // base name -> sent and not modified since
+	dirty map[string]bool
+	wake  [2]int // a pipe that interrupts the wait for events
+}
+
+// Follow starts watching dir (which must exist). Files already in it are
+// sent by Finish.
+func (s *Sender) Follow(name, dir string) (*Follower, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("inotify: %w", err)
+	}
+	wd, err := unix.InotifyAddWatch(fd, dir, unix.IN_CLOSE_WRITE|unix.IN_MODIFY|unix.IN_MOVED_TO|unix.IN_CREATE)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("watch %s: %w", dir, err)
+	}
+	f := &Follower{s: s, name: name, dir: dir, fd: fd, wd: wd, sent: map[string]bool{}, dirty: map[string]bool{}}
+	if err := unix.Pipe2(f.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return f, nil
+}
+
+// Run sends files as they are completed until Stop is called; it returns
+// then, or on the first error. The sender must not be used by anyone else
+// meanwhile.
+func (f *Follower) Run() error {
+	fds := []unix.PollFd{{Fd: int32(f.fd), Events: unix.POLLIN}, {Fd: int32(f.wake[0]), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, unix.EINTR) {
+			return err
+		}
+		ready, err := f.drainEvents()
+		if err != nil {
+			return err
+		}
+		for _, b := range ready {
+			if err := f.send(b); err != nil {
+				return err
+			}
+		}
+		if fds[1].Revents != 0 {
+			return nil
+		}
+	}
+}
+
+// Stop makes Run return after the events already queued.
+func (f *Follower) Stop() { _, _ = unix.Write(f.wake[1], []byte{1}) }
+
+// Finish sends every file of the directory not sent yet or changed since
+// it was sent, and releases the watch. Call it after Run returned and the
+// writer is done.
+func (f *Follower) Finish() error {
+	defer f.close()
+	ready, err := f.drainEvents()
+	if err != nil {
+		return err
+	}
+	for _, b := range ready {
+		f.dirty[b] = true
+	}
+	ents, err := os.ReadDir(f.dir)
+	if err != nil {
+		return err
+	}
+	var todo []string
+	for _, e := range ents {
+		if e.Type().IsRegular() && (!f.sent[e.Name()] || f.dirty[e.Name()]) {
+			todo = append(todo, e.Name())
+		}
+	}
+	sort.Strings(todo)
+	for _, b := range todo {
+		if err := f.send(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *Follower) close() {
+	unix.Close(f.fd)
+	unix.Close(f.wake[0])
+	unix.Close(f.wake[1])
+}
+
+func (f *Follower) send(base string) error {
+	if err := f.s.file(path.Join(f.name, base), filepath.Join(f.dir, base)); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			delete(f.sent, base) // renamed or removed meanwhile
+			return nil
+		}
+		return err
+	}
+	f.sent[base] = true
+	delete(f.dirty, base)
+	return nil
+}
+
+// drainEvents reads every queued event and returns the files completed
+// (closed after writing, or renamed into place) since the last call.
+func (f *Follower) drainEvents() ([]string, error) {
+	var ready []string
+	seen := map[string]bool{}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.Read(f.fd, buf)
+		if errors.Is(err, unix.EAGAIN) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read inotify: %w", err)
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			nameBytes := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			base := cstring(nameBytes)
+			if base == "" {
+				continue
+			}
+			switch {
+			case ev.Mask&unix.IN_Q_OVERFLOW != 0:
+				// Lost events: Finish sends everything not known clean.
+				for b := range f.sent {
+					f.dirty[b] = true
+				}
+			case ev.Mask&(unix.IN_CLOSE_WRITE|unix.IN_MOVED_TO) != 0:
+				if !seen[base] {
+					seen[base] = true
+					ready = append(ready, base)
+				}
+			case ev.Mask&(unix.IN_MODIFY|unix.IN_CREATE) != 0:
+				if f.sent[base] {
+					f.dirty[base] = true
+				}
+			}
+		}
+	}
+	return ready, nil
+}
+
+func cstring(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
