@@ -210,7 +210,10 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest) error {
 		return fail(err)
 	}
 	if in.engine == EngineDirect {
-		o := runtime.DirectOpts{ImagesDir: filepath.Join(dir, "images"), WorkDir: filepath.Join(dir, "work"), LogLevel: a.cfg.CRIULogLevel}
+		if req.Nice < -20 || req.Nice > 19 {
+			return fail(fmt.Errorf("%w: nice %d", ErrBadRequest, req.Nice))
+		}
+		o := runtime.DirectOpts{ImagesDir: filepath.Join(dir, "images"), WorkDir: filepath.Join(dir, "work"), LogLevel: a.cfg.CRIULogLevel, Nice: req.Nice}
 		if in.restorer, err = a.rt.PrepareRestore(a.runtimeSpec(s), o); err != nil {
 			return fail(err)
 		}

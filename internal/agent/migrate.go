@@ -35,7 +35,16 @@ type MigrateRequest struct {
 	// the default) or "runc" (`runc checkpoint` / `runc restore`, the
 	// baseline).
 	Engine string `json:"engine,omitempty"`
+	// NoPriority runs CRIU at the host's ordinary priority instead of
+	// MigrationNice; for comparisons.
+	NoPriority bool `json:"no_priority,omitempty"`
 }
+
+// MigrationNice is the nice value of the direct engine's CRIU on both
+// sides: on a loaded host the frozen window is CRIU's work, and it must
+// not queue behind the host's other processes. (The restored tasks get
+// their own priority back: CRIU restores it with them.)
+const MigrationNice = -10
 
 // Migration engines.
 const (
@@ -49,6 +58,7 @@ type PrepareRequest struct {
 	ResumeSignal int           `json:"resume_signal,omitempty"`
 	From         string        `json:"from"`
 	Engine       string        `json:"engine,omitempty"`
+	Nice         int           `json:"nice,omitempty"`
 }
 
 type incoming struct {
@@ -110,7 +120,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	dir := filepath.Join(a.cfg.ImagesDir, name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	src := &localSource{a: a, spec: spec, req: req, dir: dir}
 	dst := &remoteDest{c: a.peerClient(peer), rwDir: runtime.RWDir(a.rt.BundleDir(name)), name: name,
-		prep: PrepareRequest{Spec: spec, ResumeSignal: req.QuiesceSignal, From: a.cfg.Name, Engine: req.Engine}, f: &a.faults}
+		prep: PrepareRequest{Spec: spec, ResumeSignal: req.QuiesceSignal, From: a.cfg.Name, Engine: req.Engine, Nice: src.nice()}, f: &a.faults}
 	plan := migration.Plan{
 		Container: name, From: a.cfg.Name, To: req.To, Engine: req.Engine, ImagesDir: filepath.Join(dir, "images"),
 		Source: src, Dest: dst,

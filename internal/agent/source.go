@@ -29,8 +29,16 @@ type localSource struct {
 
 func (s *localSource) direct() bool { return s.req.Engine != EngineRunc }
 
+func (s *localSource) nice() int {
+	if s.req.NoPriority {
+		return 0
+	}
+	return MigrationNice
+}
+
 func (s *localSource) opts(workName string) runtime.DirectOpts {
-	return runtime.DirectOpts{ImagesDir: filepath.Join(s.dir, "images"), WorkDir: filepath.Join(s.dir, workName), LogLevel: s.a.cfg.CRIULogLevel}
+	return runtime.DirectOpts{ImagesDir: filepath.Join(s.dir, "images"), WorkDir: filepath.Join(s.dir, workName),
+		LogLevel: s.a.cfg.CRIULogLevel, Nice: s.nice()}
 }
 
 // Prepare starts CRIU for the dump while the container still runs.

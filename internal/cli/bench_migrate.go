@@ -23,9 +23,17 @@ func newBenchMigrateCmd(g *globals) *cobra.Command {
 ways every --interval on --connections connections) in a container on hostA,
 migrates it between hostA and hostB --migrations times, and reports, per
 migration and as distributions: the client-visible downtime (the longest
-silence any connection saw, per direction), time to ready, every phase, and
-every lost, duplicated or unanswered byte. The testbed (a new one, named by
---prefix or at random) is removed afterwards.`,
+silence any connection saw, per direction), time to ready, total time,
+every phase, and every lost, duplicated or unanswered byte.
+
+--compare runs the direct and the runc engine on two identical containers
+with their migrations interleaved; --memory-mib 10,128,512 repeats the run
+with containers holding that much touched, self-checking memory. Between
+migrations, --references times, each container is also checkpointed and
+restored in place by bare CRIU (no transfer, no network steps): time to
+ready is reported as a ratio of that reference, measured in the same run.
+The testbed (a new one, named by --prefix or at random) is removed
+afterwards.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
@@ -37,8 +45,11 @@ every lost, duplicated or unanswered byte. The testbed (a new one, named by
 			if cmd.Flags().Changed("prefix") {
 				o.Prefix = g.prefix // otherwise a fresh random one: never an existing testbed
 			}
-			if o.Migrations < 1 || o.Connections < 1 || o.Interval <= 0 {
-				return fmt.Errorf("--migrations and --connections must be >= 1 and --interval > 0")
+			if o.Migrations < 1 || o.Connections < 1 || o.Interval <= 0 || o.References < 0 {
+				return fmt.Errorf("--migrations and --connections must be >= 1, --interval > 0 and --references >= 0")
+			}
+			if o.Request.Engine != "direct" && o.Request.Engine != "runc" {
+				return fmt.Errorf("--engine %q: direct or runc", o.Request.Engine)
 			}
 			if jsonPath != "" {
 				f, err := os.Create(jsonPath)
@@ -70,5 +81,10 @@ every lost, duplicated or unanswered byte. The testbed (a new one, named by
 	f.IntVar(&o.Request.QuiesceSignal, "quiesce-signal", 0, "signal sent before the freeze and after the move (0: none)")
 	f.IntVar(&o.Request.DrainTimeoutMs, "drain-timeout-ms", 0, "wait for send queues to drain before the freeze")
 	f.BoolVar(&o.CompareHandoff, "compare-handoff", false, "alternate migrations with and without the handoff of frames caught during the freeze, and report both")
+	f.BoolVar(&o.ComparePriority, "compare-priority", false, "alternate migrations with and without raised CPU priority for CRIU, and report both")
+	f.StringVar(&o.Request.Engine, "engine", "direct", "checkpoint/restore engine: direct (CRIU over its RPC) or runc")
+	f.BoolVar(&o.Compare, "compare", false, "run both engines side by side, migrations interleaved (ignores --engine)")
+	f.IntSliceVar(&o.MemoryMiB, "memory-mib", nil, "touched memory per container, one round per size (e.g. 10,128,512)")
+	f.IntVar(&o.References, "references", 5, "bare CRIU checkpoint/restore references per container")
 	return cmd
 }

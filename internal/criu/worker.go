@@ -48,6 +48,10 @@ type WorkerOpts struct {
 	Cgroups []string
 	// Stderr receives what CRIU prints outside its log (nil: discarded).
 	Stderr *os.File
+	// Nice, when negative, raises CRIU's CPU priority (and that of what it
+	// forks) above the host's ordinary work: a migration's frozen window
+	// should not wait for a busy neighbour's time slice.
+	Nice int
 }
 
 // FirstFileFD is the fd number of WorkerOpts.Files[0] inside CRIU.
@@ -78,6 +82,12 @@ func (b Binary) StartWorker(o WorkerOpts) (*Worker, error) {
 		return nil, fmt.Errorf("start %s swrk: %w", b.Path, err)
 	}
 	w := &Worker{cmd: cmd, conn: fc.(*net.UnixConn)}
+	if o.Nice != 0 {
+		if err := unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, o.Nice); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("criu priority %d: %w", o.Nice, err)
+		}
+	}
 	for _, cg := range o.Cgroups {
 		if err := os.WriteFile(cg+"/cgroup.procs", []byte(fmt.Sprint(cmd.Process.Pid)), 0); err != nil {
 			w.Close()

@@ -58,6 +58,8 @@ type DirectOpts struct {
 	// every step timestamped, for profiling and post-mortems (measured
 	// within noise of level 2 here).
 	LogLevel int32
+	// Nice is CRIU's nice value (0: inherited); see criu.WorkerOpts.
+	Nice int
 }
 
 func (o DirectOpts) level() *int32 {
@@ -147,7 +149,7 @@ func (r *Runtime) PrepareDump(ctx context.Context, name string, o DirectOpts) (*
 			}
 		}
 	}
-	w, err := r.criu.StartWorker(criu.WorkerOpts{})
+	w, err := r.criu.StartWorker(criu.WorkerOpts{Nice: o.Nice})
 	if err != nil {
 		work.Close()
 		return nil, err
@@ -248,7 +250,7 @@ func (r *Runtime) PrepareRestore(s Spec, o DirectOpts) (_ *Restorer, err error) 
 		return nil, err
 	}
 	rs.files = []*os.File{rs.netnsF, rs.logs.outW, rs.logs.errW}
-	if rs.w, err = r.criu.StartWorker(criu.WorkerOpts{Files: rs.files, Cgroups: cgs}); err != nil {
+	if rs.w, err = r.criu.StartWorker(criu.WorkerOpts{Files: rs.files, Cgroups: cgs, Nice: o.Nice}); err != nil {
 		return nil, err
 	}
 	return rs, nil
@@ -282,9 +284,9 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (int, e
 		// The namespace is already locked (by the agent on a destination,
 		// by the dump's lock on a source rolling back): CRIU locking and
 		// unlocking it again is time with the container stopped.
-		NetworkLock:       rpc.CriuNetworkLockMethod_SKIP.Enum(),
-		InheritFd:         []*rpc.InheritFd{{Key: proto.String(netnsKey), Fd: proto.Int32(criu.FirstFileFD)}},
-		ExtMnt:            []*rpc.ExtMountMap{{Key: proto.String("/dev/null"), Val: proto.String("/dev/null")}},
+		NetworkLock: rpc.CriuNetworkLockMethod_SKIP.Enum(),
+		InheritFd:   []*rpc.InheritFd{{Key: proto.String(netnsKey), Fd: proto.Int32(criu.FirstFileFD)}},
+		ExtMnt:      []*rpc.ExtMountMap{{Key: proto.String("/dev/null"), Val: proto.String("/dev/null")}},
 	}
 	for _, m := range cfg.Mounts {
 		if m.Type == "bind" {

@@ -39,16 +39,34 @@ func runLossless(t *testing.T, o migratebench.Options) *migratebench.Result {
 	if res.Failed != 0 || res.ConnectionDrops != 0 || res.BytesLost != 0 || res.BytesDuplicated != 0 {
 		t.Fatalf("failed %d, drops %d %v, lost %d, duplicated %d bytes", res.Failed, res.ConnectionDrops, res.DropErrors, res.BytesLost, res.BytesDuplicated)
 	}
-	if res.BytesSent == 0 || res.DowntimeMs.N != o.Migrations {
-		t.Fatalf("nothing measured: %+v", res)
+	for _, row := range res.Rows {
+		if row.BytesSent == 0 || row.DowntimeMs.N != o.Migrations {
+			t.Fatalf("nothing measured for %s %d MiB: %+v", row.Engine, row.MemoryMiB, row)
+		}
+		if o.References > 0 && (row.ReferenceMs.N == 0 || row.ReadyOverReference == 0) {
+			t.Fatalf("no reference for %s %d MiB: %+v", row.Engine, row.MemoryMiB, row.ReferenceMs)
+		}
 	}
 	return res
 }
 
 // Every byte of a bidirectional stream arrives exactly once, in order,
-// across migrations in both directions, on several connections.
+// across migrations in both directions, on several connections, with
+// either engine, and across a bare checkpoint/restore in place.
 func TestStreamSurvivesMigrations(t *testing.T) {
-	runLossless(t, migratebench.Options{Migrations: 2, Connections: 8, Interval: 5 * time.Millisecond, Settle: 1500 * time.Millisecond})
+	res := runLossless(t, migratebench.Options{Migrations: 2, Connections: 8, Interval: 5 * time.Millisecond,
+		Settle: 1500 * time.Millisecond, Compare: true, References: 1})
+	if len(res.Rows) != 2 || len(res.DirectOverRunc) != 1 {
+		t.Fatalf("--compare: rows %d, ratios %v", len(res.Rows), res.DirectOverRunc)
+	}
+}
+
+// A container holding touched memory keeps it intact across migrations
+// (the workload checks every page and exits if one is wrong, which drops
+// its connections).
+func TestMemoryCarriedIntact(t *testing.T) {
+	runLossless(t, migratebench.Options{Migrations: 2, Connections: 2, Interval: 5 * time.Millisecond,
+		Settle: 2500 * time.Millisecond, MemoryMiB: []int{64}})
 }
 
 // At least 200 concurrent connections survive migrations both ways, with

@@ -1,0 +1,268 @@
+package migratebench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerflow/containerflow/internal/agent"
+	"github.com/containerflow/containerflow/internal/migration"
+	"github.com/containerflow/containerflow/internal/runtime"
+	"github.com/containerflow/containerflow/internal/testbed"
+	"github.com/containerflow/containerflow/internal/workload/stream"
+)
+
+// round runs one set of containers (one per engine, same memory size)
+// with their migrations and references interleaved.
+type round struct {
+	o       Options
+	tb      *testbed.Testbed
+	clients map[string]*agent.Client
+	ctrs    []*container
+	seq     *int
+}
+
+// event is one migration or reference of a container, with the window in
+// which the clients' silences count for it.
+type event struct {
+	migration  *PerMigration
+	ref        *runtime.Reference
+	start, end time.Time
+}
+
+func (r *round) run(ctx context.Context) ([]Row, error) {
+	o := r.o
+	defer r.stop()
+	for _, c := range r.ctrs {
+		if _, err := r.clients[testbed.HostA].Run(ctx, agent.ContainerSpec{Name: c.name, IP: c.ip, Args: c.args(o)}); err != nil {
+			return nil, fmt.Errorf("start workload %s: %w", c.name, err)
+		}
+		if err := r.connect(c); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(o.Progress, "%d containers x %d connections streaming every %v in each direction; warming up\n", len(r.ctrs), o.Connections, o.Interval)
+	sleep(ctx, time.Second)
+	// A reference every refEvery migrations of each container.
+	refEvery := 0
+	if o.References > 0 {
+		refEvery = max(1, o.Migrations/o.References)
+	}
+	refs := 0
+	for n := 1; n <= o.Migrations && ctx.Err() == nil; n++ {
+		for _, c := range r.ctrs {
+			if err := r.migrate(ctx, c, n); err != nil {
+				return nil, err
+			}
+		}
+		if refEvery > 0 && refs < o.References && (n-1)%refEvery == 0 {
+			refs++
+			r.reference(ctx)
+		}
+	}
+	for _, c := range r.ctrs {
+		for _, cn := range c.conns {
+			c.final = append(c.final, cn.Stop(context.Background(), 5*time.Second))
+		}
+		c.conns = nil
+	}
+	rows := make([]Row, 0, len(r.ctrs))
+	var ref Row
+	for _, c := range r.ctrs {
+		row := r.measure(c)
+		if row.ReferenceMs.N > 0 {
+			ref = row
+		}
+		rows = append(rows, row)
+	}
+	for i := range rows {
+		rows[i].ReferenceMs, rows[i].ReferenceDowntimeMs = ref.ReferenceMs, ref.ReferenceDowntimeMs
+		rows[i].setReadyOverReference()
+	}
+	return rows, nil
+}
+
+func (r *round) connect(c *container) error {
+	addr := fmt.Sprintf("%s:%d", c.ip, port)
+	for range r.o.Connections {
+		// A container with much memory to fill takes a while to listen.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			nc, err := r.tb.Dial(testbed.Client, "tcp4", addr, time.Second)
+			if err == nil {
+				c.conns = append(c.conns, stream.Start(nc, r.o.Interval, 20*time.Millisecond))
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("connect to workload %s: %w", c.name, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// stop ends what is still running: connections and containers.
+func (r *round) stop() {
+	for _, c := range r.ctrs {
+		for _, cn := range c.conns {
+			cn.Stop(context.Background(), 0)
+		}
+		_ = r.clients[c.where].Remove(context.Background(), c.name)
+	}
+}
+
+func (r *round) migrate(ctx context.Context, c *container, n int) error {
+	o := r.o
+	to := testbed.HostB
+	if c.where == testbed.HostB {
+		to = testbed.HostA
+	}
+	req := o.Request
+	req.To, req.Engine = to, c.engine
+	if o.CompareHandoff {
+		req.NoHandoff = n%2 == 0
+	}
+	if o.ComparePriority {
+		req.NoPriority = n%2 == 0
+	}
+	ev := event{start: time.Now()}
+	res, err := r.clients[c.where].Migrate(ctx, c.name, req)
+	ev.end = time.Now()
+	pm := &PerMigration{N: n, Container: c.name, Engine: c.engine, MemoryMiB: c.mib, From: c.where, To: to,
+		Handoff: !req.NoHandoff, Priority: !req.NoPriority}
+	if res != nil {
+		pm.Record = res.Record
+		pm.Status = res.Record.Status
+	}
+	if err != nil {
+		pm.Error = err.Error()
+		if pm.Status == "" {
+			pm.Status = migration.StatusFailed
+		}
+	} else {
+		c.where = to
+	}
+	if o.RecordsDir != "" {
+		*r.seq++
+		rec := pm.Record
+		if rec.Status == "" {
+			rec = migration.Record{Container: c.name, SourceNode: pm.From, TargetNode: to, Engine: c.engine, Status: migration.StatusFailed, Error: pm.Error}
+		}
+		if err := os.MkdirAll(o.RecordsDir, 0o755); err != nil {
+			return err
+		}
+		if err := rec.WriteFiles(filepath.Join(o.RecordsDir, fmt.Sprintf("migration_timing_%d", *r.seq))); err != nil {
+			return err
+		}
+	}
+	ev.migration = pm
+	c.events = append(c.events, ev)
+	sleep(ctx, o.Settle)
+	fmt.Fprintf(o.Progress, "%s migration %d/%d %s -> %s: %s, time to ready %.1f ms\n", c.name, n, o.Migrations, pm.From, to, pm.Status, pm.Record.TimeToReadyMs)
+	return nil
+}
+
+// reference takes a bare checkpoint/restore of the round's direct-engine
+// container where it is. It stands for every container of the round (same
+// workload, same memory): taken on the runc engine's container it would
+// leave runc a container it does not know (the restore is CRIU's).
+func (r *round) reference(ctx context.Context) {
+	var c *container
+	for _, x := range r.ctrs {
+		if x.engine == agent.EngineDirect {
+			c = x
+			break
+		}
+	}
+	if c == nil {
+		fmt.Fprintf(r.o.Progress, "no bare CRIU reference: it needs a direct-engine container in the round\n")
+		return
+	}
+	ev := event{start: time.Now()}
+	ref, err := r.clients[c.where].Reference(ctx, c.name)
+	ev.end = time.Now()
+	if err != nil {
+		fmt.Fprintf(r.o.Progress, "%s reference on %s failed: %v\n", c.name, c.where, err)
+		return
+	}
+	ev.ref = &ref
+	c.events = append(c.events, ev)
+	sleep(ctx, r.o.Settle)
+	fmt.Fprintf(r.o.Progress, "%s bare CRIU on %s: dump %.1f ms, restore %.1f ms\n", c.name, c.where, msOf(ref.Dump), msOf(ref.Restore))
+}
+
+// measure turns a container's events and its connections' records into
+// its row. An event's window runs from its request to the next event (or
+// the settle time after its answer, for the last), so a connection still
+// silent after the answer counts, and no gap counts twice.
+func (r *round) measure(c *container) Row {
+	row := Row{Engine: c.engine, MemoryMiB: c.mib, Mode: "stop-and-copy"}
+	var down, echo, srv, ready, total, refs, refDown, ckpt []float64
+	var downHO, downNoHO, downPrio, downNoPrio []float64
+	phases := map[string][]float64{}
+	for i, ev := range c.events {
+		to := ev.end.Add(r.o.Settle)
+		if i+1 < len(c.events) {
+			to = c.events[i+1].start
+		}
+		var worst, e, s time.Duration
+		for _, st := range c.final {
+			worst = max(worst, st.MaxGapIn(0, ev.start, to))
+			e = max(e, st.MaxGapIn(stream.KindEcho, ev.start, to))
+			s = max(s, st.MaxGapIn(stream.KindServer, ev.start, to))
+		}
+		if ev.ref != nil {
+			refs = append(refs, msOf(ev.ref.Dump+ev.ref.Restore))
+			refDown = append(refDown, msOf(worst))
+			continue
+		}
+		pm := ev.migration
+		pm.DowntimeMs, pm.EchoGapMs, pm.StreamGapMs = msOf(worst), msOf(e), msOf(s)
+		row.Migrations++
+		row.PerMigration = append(row.PerMigration, *pm)
+		if pm.Status != migration.StatusSuccess {
+			row.Failed++
+			continue
+		}
+		down = append(down, pm.DowntimeMs)
+		if pm.Handoff {
+			downHO = append(downHO, pm.DowntimeMs)
+		} else {
+			downNoHO = append(downNoHO, pm.DowntimeMs)
+		}
+		if pm.Priority {
+			downPrio = append(downPrio, pm.DowntimeMs)
+		} else {
+			downNoPrio = append(downNoPrio, pm.DowntimeMs)
+		}
+		echo, srv = append(echo, pm.EchoGapMs), append(srv, pm.StreamGapMs)
+		rec := pm.Record
+		ready, total = append(ready, rec.TimeToReadyMs), append(total, rec.TotalMs)
+		ckpt = append(ckpt, float64(rec.CheckpointB))
+		for k, v := range map[string]float64{"prepare": rec.PrepareMs, "freeze": rec.FreezeMs, "checkpoint": rec.CheckpointMs,
+			"transfer": rec.TransferMs, "restore": rec.RestoreMs, "switch": rec.SwitchMs, "resume": rec.ResumeMs, "total": rec.TotalMs} {
+			phases[k] = append(phases[k], v)
+		}
+	}
+	for i, st := range c.final {
+		if st.Dropped {
+			row.ConnectionDrops++
+			row.DropErrors = append(row.DropErrors, fmt.Sprintf("%s connection %d: %s", c.name, i, st.Err))
+		}
+		row.BytesLost += (st.Echo.Lost + st.Server.Lost + st.Unanswered()) * stream.RecordSize
+		row.BytesDuplicated += (st.Echo.Duplicated + st.Server.Duplicated) * stream.RecordSize
+		row.RecordsReorder += st.Echo.Reordered + st.Server.Reordered
+		row.BytesSent += st.Sent * stream.RecordSize
+	}
+	row.setDists(down, echo, srv, ready, total, refs, refDown, ckpt, phases)
+	if r.o.CompareHandoff {
+		row.DowntimeHandoffMs, row.DowntimeNoHandoffMs = pair(downHO, downNoHO)
+	}
+	if r.o.ComparePriority {
+		row.DowntimePriorityMs, row.DowntimeNoPriorityMs = pair(downPrio, downNoPrio)
+	}
+	return row
+}
