@@ -9,6 +9,8 @@
 #   - CRIU >= 4.2 (scripts/install-criu.sh)
 #   - bpffs mounted at /sys/fs/bpf (the eBPF switch pins its maps there)
 #   - /etc/criu/runc.conf with `network-lock nftables`
+#   - fs.pipe-max-size >= 256 MiB (CRIU's post-copy page server needs it on
+#     hosts whose root lacks CAP_SYS_RESOURCE; only ever raised)
 set -euo pipefail
 
 say() { printf 'bootstrap: %s\n' "$*"; }
@@ -102,6 +104,21 @@ else
 	mkdir -p /sys/fs/bpf 2>/dev/null || true
 	mount -t bpf bpf /sys/fs/bpf || die "cannot mount bpffs at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)"
 	say "bpffs: mounted bpf at /sys/fs/bpf"
+fi
+
+# --- fs.pipe-max-size ------------------------------------------------------------
+# Post-copy (CRIU lazy pages): without CAP_SYS_RESOURCE, CRIU's page server
+# cannot grow its pipes past this limit and fails at the first page request
+# with the default of 1 MiB. Raised for the running kernel only (not
+# persisted in /etc/sysctl.d: a reboot returns the machine to its own value,
+# and the next bootstrap raises it again).
+want_pipe=$((256 << 20))
+have_pipe=$(cat /proc/sys/fs/pipe-max-size)
+if ((have_pipe >= want_pipe)); then
+	say "fs.pipe-max-size: $have_pipe"
+else
+	echo "$want_pipe" >/proc/sys/fs/pipe-max-size || die "cannot raise fs.pipe-max-size to $want_pipe (post-copy needs it)"
+	say "fs.pipe-max-size: raised $have_pipe -> $want_pipe"
 fi
 
 # --- /etc/criu/runc.conf --------------------------------------------------------

@@ -117,11 +117,16 @@ type ContainerInfo struct {
 	Pid     int       `json:"pid,omitempty"`
 	Netns   string    `json:"netns"`
 	Started time.Time `json:"started"`
+	// PagesPending says a post-copy migration is still bringing the
+	// container's memory from its previous host, on which it depends
+	// until then.
+	PagesPending bool `json:"pages_pending,omitempty"`
 }
 
 type entry struct {
 	info     ContainerInfo
-	incoming *incoming // destination-side migration state
+	incoming *incoming         // destination-side migration state
+	pages    *runtime.PostCopy // post-copy: the memory still coming from the previous host
 }
 
 // Agent is one host's daemon.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -100,7 +101,9 @@ func (a *Agent) Handler() http.Handler {
 		if !decode(w, r, &req) {
 			return
 		}
-		reply(w, map[string]string{"staged": req.Spec.Name}, a.prepareIncoming(r.Context(), req))
+		// A post-copy source serves its pages on the address it calls from.
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		reply(w, map[string]string{"staged": req.Spec.Name}, a.prepareIncoming(r.Context(), req, host))
 	}))
 	mux.Handle("POST /v1/migrations/{name}/images", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		rep, err := a.receiveAndRestore(r.Context(), r.PathValue("name"), r.Body)
@@ -121,6 +124,9 @@ func (a *Agent) Handler() http.Handler {
 		}
 		reply(w, map[string]string{"live": r.PathValue("name")}, a.goLive(r.Context(), r.PathValue("name"), req.Nonce))
 	})
+	mux.Handle("POST /v1/migrations/{name}/settle", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		reply(w, map[string]string{"settled": r.PathValue("name")}, a.settleIncoming(r.Context(), r.PathValue("name")))
+	}))
 	mux.Handle("POST /v1/migrations/{name}/commit", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"committed": r.PathValue("name")}, a.commitIncoming(r.Context(), r.PathValue("name")))
 	}))

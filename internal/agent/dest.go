@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -126,6 +127,14 @@ func (t *remoteTransfer) Cancel() {
 	<-t.reply
 }
 
+// Settle waits for the destination to say whether every page arrived.
+func (d *remoteDest) Settle(ctx context.Context) error {
+	if d.prep.PageServerPort == 0 {
+		return nil
+	}
+	return d.c.do(ctx, "POST", "/v1/migrations/"+d.name+"/settle", nil, nil)
+}
+
 func (d *remoteDest) Commit(ctx context.Context) error {
 	return d.c.do(ctx, "POST", "/v1/migrations/"+d.name+"/commit", nil, nil)
 }
@@ -160,7 +169,7 @@ func (fw *faultyWriter) Write(p []byte) (int, error) {
 
 // Destination side.
 
-func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest) error {
+func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceHost string) error {
 	s := req.Spec
 	if err := a.validate(&s); err != nil {
 		return err
@@ -178,6 +187,13 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest) error {
 	}
 	dir := filepath.Join(a.cfg.ImagesDir, "in-"+s.Name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	in := &incoming{resumeSignal: req.ResumeSignal, dir: dir, engine: req.Engine}
+	if req.PageServerPort > 0 {
+		if req.Engine != EngineDirect || sourceHost == "" || req.PageServerPort > 65535 {
+			a.release(s.Name)
+			return fmt.Errorf("%w: post-copy needs the direct engine and a TCP source", ErrBadRequest)
+		}
+		in.pageServer = net.JoinHostPort(sourceHost, strconv.Itoa(req.PageServerPort))
+	}
 	e.incoming = in
 	fail := func(err error) error {
 		if in.restorer != nil {
@@ -213,7 +229,8 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest) error {
 		if req.Nice < -20 || req.Nice > 19 {
 			return fail(fmt.Errorf("%w: nice %d", ErrBadRequest, req.Nice))
 		}
-		o := runtime.DirectOpts{ImagesDir: filepath.Join(dir, "images"), WorkDir: filepath.Join(dir, "work"), LogLevel: a.cfg.CRIULogLevel, Nice: req.Nice}
+		o := runtime.DirectOpts{ImagesDir: filepath.Join(dir, "images"), WorkDir: filepath.Join(dir, "work"), LogLevel: a.cfg.CRIULogLevel,
+			Nice: req.Nice, HostNetns: a.cfg.HostNetns, PageServer: in.pageServer}
 		if in.restorer, err = a.rt.PrepareRestore(a.runtimeSpec(s), o); err != nil {
 			return fail(err)
 		}
@@ -261,7 +278,12 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 		if a.cfg.Steerer != nil {
 			goLive = func() error { return a.takeAddress(context.Background(), e) }
 		}
-		pid, err = in.restorer.Restore(rctx, goLive)
+		var res runtime.Restored
+		res, err = in.restorer.Restore(rctx, goLive)
+		pid = res.Pid
+		if res.Pages != nil {
+			a.followPages(e, res.Pages, in.dir)
+		}
 		var pre *runtime.PreResumeError
 		if errors.As(err, &pre) {
 			// Restored, but still locked and without the address: the
@@ -292,6 +314,58 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 	return rep, nil
 }
 
+// settleIncoming answers, once the container's post-copy has ended,
+// whether every page arrived.
+func (a *Agent) settleIncoming(ctx context.Context, name string) error {
+	a.mu.Lock()
+	e, ok := a.containers[name]
+	var pc *runtime.PostCopy
+	if ok {
+		pc = e.pages
+	}
+	a.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: container %s on %s (lost with its post-copy?)", ErrNotFound, name, a.cfg.Name)
+	}
+	if pc == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, PostCopyTimeout)
+	defer cancel()
+	return pc.Wait(ctx)
+}
+
+// followPages watches a post-copy restore's page transfer. A container
+// whose pages stopped coming is killed at once: its next fault on a
+// missing page would be answered with a zero page. Before the commit the
+// migration's own rollback decides, after it the container is lost.
+func (a *Agent) followPages(e *entry, pc *runtime.PostCopy, dir string) {
+	a.mu.Lock()
+	e.info.PagesPending, e.pages = true, pc
+	name := e.info.Name
+	a.mu.Unlock()
+	go func() {
+		err := pc.Wait(context.Background())
+		a.mu.Lock()
+		e.info.PagesPending = false
+		committed := e.incoming == nil && a.containers[name] == e
+		a.mu.Unlock()
+		if err == nil {
+			a.log.Info("post-copy complete", "name", name, "took", pc.Took())
+			if !a.cfg.KeepImages {
+				_ = mounts.RemoveAll(dir)
+			}
+			return
+		}
+		kept := a.keepLogs(dir)
+		_ = mounts.RemoveAll(dir)
+		a.log.Error("post-copy interrupted: killing the container, whose memory is incomplete", "name", name, "err", err, "criu_logs", kept)
+		if committed {
+			_ = a.discard(context.Background(), name)
+		}
+	}()
+}
+
 func (a *Agent) commitIncoming(ctx context.Context, name string) error {
 	e, err := a.incomingEntry(name)
 	if err != nil {
@@ -313,10 +387,11 @@ func (a *Agent) commitIncoming(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	if !a.cfg.KeepImages {
+	a.mu.Lock()
+	// A post-copy still reads its images; followPages removes them.
+	if !a.cfg.KeepImages && !e.info.PagesPending {
 		_ = mounts.RemoveAll(e.incoming.dir)
 	}
-	a.mu.Lock()
 	e.incoming = nil
 	e.info.State = StateRunning
 	e.info.Started = time.Now().UTC()
@@ -332,6 +407,9 @@ func (a *Agent) abortIncoming(ctx context.Context, name string) error {
 	}
 	if r := e.incoming.restorer; r != nil {
 		r.Close()
+	}
+	if pc := e.pages; pc != nil {
+		pc.Abort()
 	}
 	dir := e.incoming.dir
 	err = a.discard(ctx, name)

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/containerflow/containerflow/internal/cnet"
+	"github.com/containerflow/containerflow/internal/criu"
+	"github.com/containerflow/containerflow/internal/nsrun"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -38,7 +40,23 @@ type MigrateRequest struct {
 	// NoPriority runs CRIU at the host's ordinary priority instead of
 	// MigrationNice; for comparisons.
 	NoPriority bool `json:"no_priority,omitempty"`
+	// Mode is "auto" (the default: post-copy from PostCopyThreshold of
+	// memory up, when the host can), "stop-and-copy" or "post-copy".
+	Mode string `json:"mode,omitempty"`
 }
+
+// ModeAuto lets the agent choose between the migration modes.
+const ModeAuto = "auto"
+
+// PostCopyThreshold is the container memory from which "auto" migrates
+// post-copy: below it the whole image crosses faster than post-copy's
+// extra steps (the lazy-pages daemon, page faults over the network) pay
+// back; docs/migration.md has the measurements.
+const PostCopyThreshold = 64 << 20
+
+// PostCopyTimeout bounds how long the destination may take to fetch the
+// last page; past it the post-copy is declared failed.
+const PostCopyTimeout = 5 * time.Minute
 
 // MigrationNice is the nice value of the direct engine's CRIU on both
 // sides: on a loaded host the frozen window is CRIU's work, and it must
@@ -59,6 +77,9 @@ type PrepareRequest struct {
 	From         string        `json:"from"`
 	Engine       string        `json:"engine,omitempty"`
 	Nice         int           `json:"nice,omitempty"`
+	// PageServerPort, for a post-copy migration, is where the source
+	// serves the pages (on the address it sends this request from).
+	PageServerPort int `json:"page_server_port,omitempty"`
 }
 
 type incoming struct {
@@ -66,6 +87,7 @@ type incoming struct {
 	dir          string
 	engine       string
 	restorer     *runtime.Restorer // direct engine: CRIU waiting for the images
+	pageServer   string            // post-copy: the source's page server, host:port
 	nonce        string            // the runc engine's go-live hook credential ("" without a hook)
 	switched     bool              // the address was taken inside the restore
 	switchTook   time.Duration     // how long steering took there
@@ -103,6 +125,10 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	if req.Engine == EngineRunc && a.rt.RestoredDirectly(name) {
 		return nil, fmt.Errorf("%w: container %s was restored by the direct engine and runc does not know it; migrate it with the direct engine", ErrConflict, name)
 	}
+	mode, err := a.chooseMode(name, req)
+	if err != nil {
+		return nil, err
+	}
 	a.mu.Lock()
 	e, ok := a.containers[name]
 	switch {
@@ -119,10 +145,17 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 
 	dir := filepath.Join(a.cfg.ImagesDir, name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	src := &localSource{a: a, spec: spec, req: req, dir: dir}
+	if mode == migration.ModePostCopy {
+		if src.port, err = a.freePort(); err != nil {
+			a.setState(e, StateRunning)
+			return nil, fmt.Errorf("post-copy page server port: %w", err)
+		}
+	}
 	dst := &remoteDest{c: a.peerClient(peer), rwDir: runtime.RWDir(a.rt.BundleDir(name)), name: name,
-		prep: PrepareRequest{Spec: spec, ResumeSignal: req.QuiesceSignal, From: a.cfg.Name, Engine: req.Engine, Nice: src.nice()}, f: &a.faults}
+		prep: PrepareRequest{Spec: spec, ResumeSignal: req.QuiesceSignal, From: a.cfg.Name, Engine: req.Engine,
+			Nice: src.nice(), PageServerPort: src.port}, f: &a.faults}
 	plan := migration.Plan{
-		Container: name, From: a.cfg.Name, To: req.To, Engine: req.Engine, ImagesDir: filepath.Join(dir, "images"),
+		Container: name, From: a.cfg.Name, To: req.To, Engine: req.Engine, Mode: mode, ImagesDir: filepath.Join(dir, "images"),
 		Source: src, Dest: dst,
 		Switch: steering{a: a, spec: spec, to: req.To},
 	}
@@ -153,6 +186,53 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 		_ = a.discard(context.Background(), name)
 	}
 	return rec, err
+}
+
+func (a *Agent) setState(e *entry, state string) {
+	a.mu.Lock()
+	e.info.State = state
+	a.mu.Unlock()
+}
+
+// chooseMode resolves the request's mode, or says why it cannot be had.
+func (a *Agent) chooseMode(name string, req MigrateRequest) (string, error) {
+	switch req.Mode {
+	case migration.ModeStopAndCopy:
+		return req.Mode, nil
+	case migration.ModePostCopy:
+		if req.Engine != EngineDirect {
+			return "", fmt.Errorf("%w: post-copy needs the direct engine", ErrBadRequest)
+		}
+		if err := criu.PostCopyReady(); err != nil {
+			return "", fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		return req.Mode, nil
+	case "", ModeAuto:
+		if req.Engine != EngineDirect || criu.PostCopyReady() != nil {
+			return migration.ModeStopAndCopy, nil
+		}
+		if n, err := a.rt.MemoryBytes(name); err == nil && n >= PostCopyThreshold {
+			return migration.ModePostCopy, nil
+		}
+		return migration.ModeStopAndCopy, nil
+	default:
+		return "", fmt.Errorf("%w: mode %q (auto, stop-and-copy or post-copy)", ErrBadRequest, req.Mode)
+	}
+}
+
+// freePort finds a TCP port free in the host's namespace for a page
+// server.
+func (a *Agent) freePort() (int, error) {
+	var port int
+	err := nsrun.Do(a.cfg.HostNetns, func() error {
+		l, err := net.Listen("tcp", ":0")
+		if err != nil {
+			return err
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		return l.Close()
+	})
+	return port, err
 }
 
 // steering points the container's address at the destination, or back here.

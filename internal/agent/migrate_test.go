@@ -118,3 +118,60 @@ func TestMigrateMultiProcessThreadsUDPAndListener(t *testing.T) {
 		}
 	}
 }
+
+// After a move the container is an ordinary container of its new host,
+// whichever engine moved it: listed, signalled, logged, adopted again by a
+// restarted agent, migrated again and removed without leftovers. runc
+// cannot checkpoint what the direct engine restored, and says so before
+// touching it.
+func TestMigratedContainerStaysManageable(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	prog := strings.Replace(testprog.Counter, "    n += 1\n", "    n += 1\n    print('line', n, flush=True)\n", 1)
+	e.runOn(testbed.HostA, ContainerSpec{Name: "py", IP: netip.MustParseAddr("198.18.0.2"), Args: testprog.Args(prog)})
+	lc := newLineConn(t, e.dial("198.18.0.2:7000"))
+	lc.say("a", "1:a")
+
+	// The baseline engine, then the direct one.
+	if res, err := e.clients[testbed.HostA].Migrate(ctx, "py", MigrateRequest{To: testbed.HostB, Engine: EngineRunc}); err != nil || res.Record.Engine != EngineRunc {
+		t.Fatalf("runc engine A->B: %+v %v", res, err)
+	}
+	lc.say("b", "2:b")
+	if res, err := e.clients[testbed.HostB].Migrate(ctx, "py", MigrateRequest{To: testbed.HostA}); err != nil || res.Record.Engine != EngineDirect {
+		t.Fatalf("direct engine B->A: %+v %v", res, err)
+	}
+	lc.say("c", "3:c")
+
+	// The agent of its new host restarts and adopts it.
+	e.stopAgent(testbed.HostA)
+	e.startAgent(testbed.HostA)
+	info, err := e.clients[testbed.HostA].Get(ctx, "py")
+	if err != nil || info.State != StateRunning || info.Pid == 0 {
+		t.Fatalf("after the agent restarted: %+v %v", info, err)
+	}
+	if err := e.clients[testbed.HostA].Signal(ctx, "py", 18); err != nil { // SIGCONT: harmless
+		t.Errorf("signal: %v", err)
+	}
+	lc.say("d", "4:d")
+	if logs, err := e.clients[testbed.HostA].Logs(ctx, "py"); err != nil || !strings.Contains(string(logs), "line 4") {
+		t.Errorf("logs on hostA: %q %v", logs, err)
+	}
+	_, err = e.clients[testbed.HostA].Migrate(ctx, "py", MigrateRequest{To: testbed.HostB, Engine: EngineRunc})
+	if err == nil || !strings.Contains(err.Error(), "direct engine") {
+		t.Errorf("runc engine on a directly restored container: %v", err)
+	}
+	lc.say("e", "5:e")
+	if _, err := e.clients[testbed.HostA].Migrate(ctx, "py", MigrateRequest{To: testbed.HostB}); err != nil {
+		t.Fatalf("direct engine A->B after the restart: %v", err)
+	}
+	lc.say("f", "6:f")
+	if err := e.clients[testbed.HostB].Remove(ctx, "py"); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range testbed.Hosts {
+		expectHostEmpty(t, e, h)
+		if b := e.agents[h].rt.Bundles(); len(b) != 0 {
+			t.Errorf("%s keeps bundles %v", h, b)
+		}
+	}
+}

@@ -24,7 +24,9 @@ type localSource struct {
 	dir      string // the migration's directory: images/, work/, work-rollback/
 	signaled bool
 	catch    *handoff.Catcher
-	dumper   *runtime.Dumper // direct engine: CRIU started, waiting for the freeze
+	dumper   *runtime.Dumper   // direct engine: CRIU started, waiting for the freeze
+	port     int               // post-copy: the page server's port
+	pages    *runtime.PostCopy // post-copy: the pages being served
 }
 
 func (s *localSource) direct() bool { return s.req.Engine != EngineRunc }
@@ -38,7 +40,7 @@ func (s *localSource) nice() int {
 
 func (s *localSource) opts(workName string) runtime.DirectOpts {
 	return runtime.DirectOpts{ImagesDir: filepath.Join(s.dir, "images"), WorkDir: filepath.Join(s.dir, workName),
-		LogLevel: s.a.cfg.CRIULogLevel, Nice: s.nice()}
+		LogLevel: s.a.cfg.CRIULogLevel, Nice: s.nice(), HostNetns: s.a.cfg.HostNetns, PageServerPort: s.port}
 }
 
 // Prepare starts CRIU for the dump while the container still runs.
@@ -59,6 +61,10 @@ func (s *localSource) release() {
 	if s.dumper != nil {
 		s.dumper.Close()
 		s.dumper = nil
+	}
+	if s.pages != nil {
+		s.pages.Abort()
+		s.pages = nil
 	}
 	s.dropCatch()
 }
@@ -149,13 +155,22 @@ func (s *localSource) Thaw(ctx context.Context) error {
 func (s *localSource) Checkpoint(ctx context.Context, images string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.a.cfg.CRIUTimeout)
 	defer cancel()
-	if s.direct() {
+	switch {
+	case s.port > 0:
+		d := s.dumper
+		s.dumper = nil
+		pc, err := d.DumpPostCopy(ctx)
+		if err != nil {
+			return 0, err
+		}
+		s.pages = pc
+	case s.direct():
 		d := s.dumper
 		s.dumper = nil
 		if err := d.Dump(ctx); err != nil {
 			return 0, err
 		}
-	} else {
+	default:
 		o := runtime.CheckpointOpts{ImagesDir: images, WorkDir: filepath.Join(s.dir, "work")}
 		if err := s.a.rt.Checkpoint(ctx, s.spec.Name, o); err != nil {
 			return 0, err
@@ -170,9 +185,31 @@ func (s *localSource) Running(ctx context.Context) bool {
 }
 
 // RestoreLocal brings the container back here from its own images, with
-// the engine that dumped it.
+// the engine that dumped it. In post-copy there are no memory images: the
+// tasks are still here, frozen, and CRIU lets them run again once its page
+// server fails.
 func (s *localSource) RestoreLocal(ctx context.Context, images string) error {
 	s.dropCatch()
+	if pc := s.pages; pc != nil {
+		s.pages = nil
+		// CRIU lets the tasks run again at once but, on this path, leaves
+		// their sockets in repair mode (a read then fails with EPERM): take
+		// them out first, while the tasks are still held.
+		if _, err := s.a.rt.ResetTCPRepair(ctx, s.spec.Name); err != nil {
+			s.a.log.Warn("tcp repair reset before resuming the post-copy source", "name", s.spec.Name, "err", err)
+		}
+		pc.Abort()
+		if err := pc.Wait(ctx); err == nil {
+			return errors.New("the page server had already sent every page: the tasks are gone")
+		}
+		if err := s.Thaw(ctx); err != nil {
+			return err
+		}
+		if st, err := s.a.rt.State(ctx, s.spec.Name); err != nil || (st.Status != "running" && st.Status != "paused") {
+			return fmt.Errorf("the container did not survive the end of its page server (%+v, %v)", st, err)
+		}
+		return nil
+	}
 	rs := s.a.runtimeSpec(s.spec)
 	if s.direct() {
 		r, err := s.a.rt.PrepareRestore(rs, s.opts("work-rollback"))
@@ -189,6 +226,21 @@ func (s *localSource) RestoreLocal(ctx context.Context, images string) error {
 		}
 	}
 	return cnet.RemoveCRIULocks(s.a.netns(s.spec.Name))
+}
+
+// Settle waits, in post-copy, for the destination to have every page.
+func (s *localSource) Settle(ctx context.Context) error {
+	if s.pages == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, PostCopyTimeout)
+	defer cancel()
+	err := s.pages.Wait(ctx)
+	if err != nil {
+		s.pages.Abort()
+	}
+	s.pages = nil
+	return err
 }
 
 func (s *localSource) Finish(ctx context.Context) error {

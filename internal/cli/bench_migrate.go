@@ -85,6 +85,7 @@ afterwards.`,
 	f.StringVar(&o.Request.Engine, "engine", "direct", "checkpoint/restore engine: direct (CRIU over its RPC) or runc")
 	f.BoolVar(&o.Compare, "compare", false, "run both engines side by side, migrations interleaved (ignores --engine)")
 	f.IntSliceVar(&o.MemoryMiB, "memory-mib", nil, "touched memory per container, one round per size (e.g. 10,128,512)")
+	f.StringSliceVar(&o.Modes, "mode", []string{"auto"}, "migration modes, one round each: auto, stop-and-copy, post-copy (e.g. stop-and-copy,post-copy)")
 	f.IntVar(&o.References, "references", 5, "bare CRIU checkpoint/restore references per container")
 	return cmd
 }

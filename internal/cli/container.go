@@ -190,9 +190,17 @@ func newMigrateCmd(g *globals) *cobra.Command {
 		Short: "Live-migrate a container, with its connections, to another host",
 		Long: `Moves container NAME to HOST: the destination is pre-staged with the same IP
 and MAC, the container is frozen and dumped with its TCP connections, the images
-are streamed to the destination and restored, the switch is pointed there, and
-the source is removed. On any failure before the switch update the container
-keeps running on its host with its connections. Prints the timing record.`,
+are streamed to the destination while they are written and restored, the switch
+is pointed there, and the source is removed. On any failure before the switch
+update the container keeps running on its host with its connections. Prints the
+timing record.
+
+--engine direct (the default) drives CRIU over its RPC with everything staged
+before the freeze; --engine runc runs runc checkpoint/restore (the baseline).
+--mode post-copy restores before the memory has arrived (CRIU lazy pages): the
+pause no longer grows with memory, but until the last page has arrived the
+container depends on its previous host, and an interruption then loses it.
+--mode auto (the default) picks post-copy from 64 MiB of memory up.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			from, c, err := findContainer(cmd, g, args[0])
@@ -223,6 +231,8 @@ keeps running on its host with its connections. Prints the timing record.`,
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "destination host")
+	cmd.Flags().StringVar(&req.Engine, "engine", "direct", "checkpoint/restore engine: direct or runc")
+	cmd.Flags().StringVar(&req.Mode, "mode", "auto", "auto, stop-and-copy or post-copy")
 	cmd.Flags().IntVar(&req.QuiesceSignal, "quiesce-signal", 0, "signal sent before the freeze and after the move (e.g. 12 = SIGUSR2); 0: none")
 	cmd.Flags().IntVar(&req.DrainTimeoutMs, "drain-timeout-ms", 0, "wait up to this long for TCP send queues to drain before the freeze")
 	cmd.Flags().StringVar(&out, "out", "", "directory to write migration_timing_N.txt/.json into")
@@ -234,10 +244,13 @@ keeps running on its host with its connections. Prints the timing record.`,
 
 func printRecord(cmd *cobra.Command, from string, r *migration.Record) {
 	w := cmd.OutOrStdout()
-	fmt.Fprintf(w, "%s: %s -> %s %s\n", r.Container, from, r.TargetNode, r.Status)
+	fmt.Fprintf(w, "%s: %s -> %s %s (%s engine, %s)\n", r.Container, from, r.TargetNode, r.Status, r.Engine, r.Mode)
 	fmt.Fprintf(w, "  prepare %.1f ms, freeze %.1f ms, checkpoint %.1f ms (%d bytes), transfer %.1f ms, restore %.1f ms, switch %.1f ms, resume %.1f ms\n",
 		r.PrepareMs, r.FreezeMs, r.CheckpointMs, r.CheckpointB, r.TransferMs, r.RestoreMs, r.SwitchMs, r.ResumeMs)
 	fmt.Fprintf(w, "  time to ready %.1f ms, total %.1f ms; %d client frames caught during the freeze handed to %s\n", r.TimeToReadyMs, r.TotalMs, r.HandoffFrames, r.TargetNode)
+	if r.Mode == migration.ModePostCopy {
+		fmt.Fprintf(w, "  post-copy: the last page arrived %.1f ms after the container was ready\n", r.PostCopyMs)
+	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)
 	}

@@ -3,6 +3,8 @@ package cli
 import (
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,11 +29,18 @@ func newWorkloadCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if memoryMiB > 0 {
 				b := stream.NewBallast(memoryMiB)
+				// Checked on SIGUSR1 (benchmarks ask after their last
+				// migration, when no page is in flight) and once a minute.
 				// A corrupted page ends the server: its clients see the
 				// drop, so no benchmark can report it as a success.
-				go b.Check(cmd.Context(), 2*time.Second, func(err error) {
-					slog.Error("memory check failed", "err", err)
-					os.Exit(3)
+				usr1 := make(chan os.Signal, 1)
+				signal.Notify(usr1, syscall.SIGUSR1)
+				go b.Check(cmd.Context(), usr1, time.Minute, func(err error) {
+					if err != nil {
+						slog.Error("memory check failed", "err", err)
+						os.Exit(3)
+					}
+					slog.Info(stream.BallastVerified, "mib", memoryMiB)
 				})
 				slog.Info("holding touched memory", "mib", memoryMiB)
 			}

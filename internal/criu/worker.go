@@ -15,6 +15,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/containerflow/containerflow/internal/nsrun"
 )
 
 // A Worker is one `criu swrk` process started ahead of time and waiting
@@ -48,6 +50,10 @@ type WorkerOpts struct {
 	Cgroups []string
 	// Stderr receives what CRIU prints outside its log (nil: discarded).
 	Stderr *os.File
+	// Netns, when set, is the network namespace CRIU runs in (its page
+	// server listens there); the container's own namespace is passed to it
+	// separately.
+	Netns string
 	// Nice, when negative, raises CRIU's CPU priority (and that of what it
 	// forks) above the host's ordinary work: a migration's frozen window
 	// should not wait for a busy neighbour's time slice.
@@ -77,7 +83,11 @@ func (b Binary) StartWorker(o WorkerOpts) (*Worker, error) {
 	// Its own process group: a signal meant for the agent's terminal must
 	// not kill a CRIU that holds a frozen container.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if o.Netns != "" {
+		start = func() error { return nsrun.Start(o.Netns, cmd) }
+	}
+	if err := start(); err != nil {
 		fc.Close()
 		return nil, fmt.Errorf("start %s swrk: %w", b.Path, err)
 	}

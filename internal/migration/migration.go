@@ -36,6 +36,10 @@ type Source interface {
 	// over what it still holds for the container (clients' frames caught
 	// during the freeze, sent on to the destination) and says how many.
 	Handoff(ctx context.Context) (int, error)
+	// Settle waits until the source's part of the transfer has ended (in
+	// post-copy, its page server). The destination's Settle says whether
+	// the pages arrived; this one only releases what the source held.
+	Settle(ctx context.Context) error
 	// Finish removes the source copy once the destination owns it.
 	Finish(ctx context.Context) error
 }
@@ -67,6 +71,10 @@ type Destination interface {
 	Open(ctx context.Context, dir string) (Transfer, error)
 	// Commit unlocks the destination and resumes the application there.
 	Commit(ctx context.Context) error
+	// Settle waits until the destination has everything: in post-copy,
+	// until its last page has arrived. An error means the container is
+	// lost.
+	Settle(ctx context.Context) error
 	// Abort discards everything the destination holds for this migration,
 	// keeping it silent (locked) until it is gone.
 	Abort(ctx context.Context) error
@@ -92,6 +100,7 @@ type Plan struct {
 	Container string
 	From, To  string
 	Engine    string // recorded: "direct" or "runc"
+	Mode      string // recorded: "stop-and-copy" or "post-copy"
 	ImagesDir string // local directory for the images (tmpfs preferably)
 	Source    Source
 	Dest      Destination
@@ -104,6 +113,12 @@ const (
 	StatusSuccess    = "success"
 	StatusRolledBack = "rolled_back" // failed, container back on the source
 	StatusFailed     = "failed"      // failed and could not be rolled back
+)
+
+// Modes (Plan.Mode, Record.Mode).
+const (
+	ModeStopAndCopy = "stop-and-copy"
+	ModePostCopy    = "post-copy"
 )
 
 // Who pointed the switch at the destination (Record.SwitchedBy).
@@ -123,7 +138,7 @@ func Run(ctx context.Context, p Plan) (*Record, error) {
 	if r.now == nil {
 		r.now = time.Now
 	}
-	r.rec = &Record{Container: p.Container, SourceNode: p.From, TargetNode: p.To, Engine: p.Engine}
+	r.rec = &Record{Container: p.Container, SourceNode: p.From, TargetNode: p.To, Engine: p.Engine, Mode: p.Mode}
 	r.start = r.now()
 	r.rec.MigrationStartNs = r.start.UnixNano()
 	return r.run(ctx)
@@ -178,13 +193,17 @@ func (r *run) giveUp(step string, err error, thaw bool) (*Record, error) {
 }
 
 // rollback brings the container back on the source from its own copy of
-// the images, after a successful checkpoint.
+// the images, after a successful checkpoint. The source goes first: the
+// destination is silent (locked) until discarded, and in post-copy its
+// pages still come from the source, whose copy must be taken back before
+// the destination lets go of them.
 func (r *run) rollback(cause error) (*Record, error) {
 	rb := r.now()
-	r.abortDest()
 	rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := r.p.Source.RestoreLocal(rctx, r.p.ImagesDir); err != nil {
+	err := r.p.Source.RestoreLocal(rctx, r.p.ImagesDir)
+	r.abortDest()
+	if err != nil {
 		r.rec.RollbackMs = ms(r.now().Sub(rb))
 		return r.finish(StatusFailed, fmt.Errorf("%v; rollback on %s failed too: %v", cause, r.p.From, err))
 	}
@@ -278,6 +297,20 @@ func (r *run) run(ctx context.Context) (*Record, error) {
 	rec.HandoffMs = ms(r.now().Sub(ready))
 	if err != nil {
 		after = append(after, fmt.Errorf("handoff from %s: %w", p.From, err))
+	}
+	// In post-copy the container depends on the source until the
+	// destination says its last page has arrived.
+	derr := p.Dest.Settle(context.Background())
+	serr := p.Source.Settle(context.Background())
+	if p.Mode == ModePostCopy {
+		rec.PostCopyMs = ms(r.now().Sub(ready))
+	}
+	if derr != nil {
+		_ = p.Source.Finish(context.Background())
+		return r.finish(StatusFailed, fmt.Errorf("post-copy from %s interrupted, the container is lost on both hosts: %v", p.From, derr))
+	}
+	if serr != nil {
+		after = append(after, fmt.Errorf("page server on %s: %w", p.From, serr))
 	}
 	if err := p.Source.Finish(context.Background()); err != nil {
 		after = append(after, fmt.Errorf("cleanup on %s: %w", p.From, err))

@@ -49,6 +49,7 @@ func (f *fake) Handoff(context.Context) (int, error) {
 	return 3, f.call("handoff")
 }
 func (f *fake) Finish(context.Context) error { return f.call("src.finish") }
+func (f *fake) Settle(context.Context) error { return f.call("settle") }
 func (f *fake) RestoreLocal(context.Context, string) error {
 	if err := f.call("restore-local"); err != nil {
 		return err
@@ -68,6 +69,7 @@ func (d destPart) Open(context.Context, string) (Transfer, error) {
 	return d, nil
 }
 func (d destPart) Commit(context.Context) error { return d.call("commit") }
+func (d destPart) Settle(context.Context) error { return d.call("dst.settle") }
 func (d destPart) Abort(context.Context) error  { return d.call("abort") }
 func (d destPart) Cancel()                      { d.calls = append(d.calls, "cancel") }
 func (d destPart) Finish(context.Context) (DestReport, error) {
@@ -87,7 +89,7 @@ func (s switchPart) Back(context.Context) error  { return s.call("steer-back") }
 func TestRunStepByStep(t *testing.T) {
 	const (
 		head    = "dst.prepare src.prepare quiesce freeze open checkpoint restore"
-		success = head + " steer commit handoff src.finish"
+		success = head + " steer commit handoff dst.settle settle src.finish"
 	)
 	cases := []struct {
 		name      string
@@ -99,7 +101,7 @@ func TestRunStepByStep(t *testing.T) {
 	}{
 		{name: "success, source steers", f: fake{}, status: StatusSuccess, calls: success},
 		{name: "success, destination steers in its restore", f: fake{switched: true}, status: StatusSuccess,
-			calls: head + " commit handoff src.finish"},
+			calls: head + " commit handoff dst.settle settle src.finish"},
 		{name: "destination prepare fails", f: fake{fail: "dst.prepare"}, status: StatusRolledBack,
 			calls: "dst.prepare abort", errSays: "prepare", sameAsErr: true},
 		{name: "source prepare fails", f: fake{fail: "src.prepare"}, status: StatusRolledBack,
@@ -115,21 +117,25 @@ func TestRunStepByStep(t *testing.T) {
 		{name: "checkpoint fails and killed the container", f: fake{fail: "checkpoint", killed: true}, status: StatusFailed,
 			calls: "dst.prepare src.prepare quiesce freeze open checkpoint cancel thaw abort running?", errSays: "no longer running"},
 		{name: "restore fails", f: fake{fail: "restore"}, status: StatusRolledBack,
-			calls: head + " abort restore-local resume", errSays: "transfer/restore", sameAsErr: true},
+			calls: head + " restore-local abort resume", errSays: "transfer/restore", sameAsErr: true},
 		{name: "restore fails after the destination took the address", f: fake{switched: true, badSwitch: true}, status: StatusRolledBack,
-			calls: head + " steer-back abort restore-local resume", errSays: "transfer/restore", sameAsErr: true},
+			calls: head + " steer-back restore-local abort resume", errSays: "transfer/restore", sameAsErr: true},
 		{name: "restore fails after the address moved and the switch refuses to go back", f: fake{switched: true, badSwitch: true, fail: "steer-back"}, status: StatusFailed,
 			calls: head + " steer-back", errSays: "could not be pointed back"},
 		{name: "switch refuses", f: fake{fail: "steer"}, status: StatusRolledBack,
-			calls: head + " steer abort restore-local resume", errSays: "switch update", sameAsErr: true},
+			calls: head + " steer restore-local abort resume", errSays: "switch update", sameAsErr: true},
 		{name: "rollback fails too", f: fake{fail: "restore", failAlso: "restore-local"}, status: StatusFailed,
-			calls: head + " abort restore-local", errSays: "rollback"},
+			calls: head + " restore-local abort", errSays: "rollback"},
 		{name: "commit fails after the move: reported, not rolled back", f: fake{fail: "commit"}, status: StatusSuccess,
 			calls: success, errSays: "commit"},
 		{name: "handoff fails after the move", f: fake{fail: "handoff"}, status: StatusSuccess,
 			calls: success, errSays: "handoff"},
 		{name: "source cleanup fails after the move", f: fake{fail: "src.finish"}, status: StatusSuccess,
 			calls: success, errSays: "cleanup"},
+		{name: "post-copy interrupted after the move: container lost", f: fake{fail: "dst.settle"}, status: StatusFailed,
+			calls: success, errSays: "lost on both hosts"},
+		{name: "source page server ends badly after the destination has everything", f: fake{fail: "settle"}, status: StatusSuccess,
+			calls: success, errSays: "page server"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

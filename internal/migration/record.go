@@ -21,6 +21,7 @@ type Record struct {
 	TargetNode  string `json:"target_node" kv:"target_node"`
 	Status      string `json:"status" kv:"status"`           // success, rolled_back, failed
 	Engine      string `json:"engine,omitempty" kv:"engine"` // direct or runc
+	Mode        string `json:"mode,omitempty" kv:"mode"`     // stop-and-copy or post-copy
 	Error       string `json:"error,omitempty" kv:"error"`
 	CheckpointB int64  `json:"checkpoint_size_bytes" kv:"checkpoint_size_bytes"`
 	// SwitchedBy says who pointed the switch at the destination:
@@ -60,6 +61,9 @@ type Record struct {
 	TimeToReadyMs float64 `json:"time_to_ready_ms" kv:"time_to_ready_ms"`
 	TotalMs       float64 `json:"total_ms" kv:"total_ms"`
 	RollbackMs    float64 `json:"rollback_ms,omitempty" kv:"rollback_ms"`
+	// PostCopyMs runs from ready to the last page on the destination
+	// (post-copy only): until then the container depends on the source.
+	PostCopyMs float64 `json:"post_copy_ms,omitempty" kv:"post_copy_ms"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -23,8 +23,12 @@ func Path(nameOrPath string) string {
 }
 
 // Do runs fn with the calling thread inside the network namespace nsName (a
-// name under /run/netns or an absolute path).
+// name under /run/netns or an absolute path; "" runs fn where the caller
+// is, for agents that live in their host's namespace already).
 func Do(nsName string, fn func() error) error {
+	if nsName == "" {
+		return fn()
+	}
 	target, err := netns.GetFromPath(Path(nsName))
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", nsName, err)

@@ -60,6 +60,16 @@ type DirectOpts struct {
 	LogLevel int32
 	// Nice is CRIU's nice value (0: inherited); see criu.WorkerOpts.
 	Nice int
+	// HostNetns is the network namespace CRIU runs in ("": the caller's):
+	// where a post-copy page server listens and its client connects from.
+	HostNetns string
+	// PageServerPort makes a dump post-copy (source side): CRIU writes
+	// everything but the memory, then serves the pages on this TCP port
+	// until the destination has them all. See postcopy.go.
+	PageServerPort int
+	// PageServer makes a restore post-copy (destination side): the
+	// source's page server, "host:port".
+	PageServer string
 }
 
 func (o DirectOpts) level() *int32 {
@@ -85,12 +95,13 @@ func (r *Runtime) rootfs(name string) string { return filepath.Join(r.BundleDir(
 
 // Dumper is a dump prepared while the container runs.
 type Dumper struct {
-	r    *Runtime
-	name string
-	w    *criu.Worker
-	work *os.File
-	opts *rpc.CriuOpts
-	pid  int
+	r     *Runtime
+	name  string
+	netns string // where CRIU runs (its page server, in post-copy)
+	w     *criu.Worker
+	work  *os.File
+	opts  *rpc.CriuOpts
+	pid   int
 }
 
 // PrepareDump starts CRIU and computes its request for container name, so
@@ -137,6 +148,13 @@ func (r *Runtime) PrepareDump(ctx context.Context, name string, o DirectOpts) (*
 	if f, _, err := r.freezerFile(name); err == nil {
 		opts.FreezeCgroup = proto.String(filepath.Dir(f))
 	}
+	if o.PageServerPort > 0 {
+		// The address is not taken from the request in lazy mode: the
+		// page server listens on every address of the agent's namespace.
+		opts.LazyPages = proto.Bool(true)
+		opts.Ps = &rpc.CriuPageServerInfo{Port: proto.Int32(int32(o.PageServerPort))}
+		opts.NotifyScripts = proto.Bool(true) // for "status-ready"
+	}
 	for _, m := range cfg.Mounts {
 		if m.Type == "bind" {
 			opts.ExtMnt = append(opts.ExtMnt, &rpc.ExtMountMap{Key: proto.String(m.Destination), Val: proto.String(m.Destination)})
@@ -149,24 +167,19 @@ func (r *Runtime) PrepareDump(ctx context.Context, name string, o DirectOpts) (*
 			}
 		}
 	}
-	w, err := r.criu.StartWorker(criu.WorkerOpts{Nice: o.Nice})
+	w, err := r.criu.StartWorker(criu.WorkerOpts{Nice: o.Nice, Netns: o.HostNetns})
 	if err != nil {
 		work.Close()
 		return nil, err
 	}
-	return &Dumper{r: r, name: name, w: w, work: work, opts: opts, pid: st.Pid}, nil
+	return &Dumper{r: r, name: name, netns: o.HostNetns, w: w, work: work, opts: opts, pid: st.Pid}, nil
 }
 
 // Dump checkpoints the (frozen) container: on success its tasks are gone
 // and its network namespace stays locked by CRIU.
 func (d *Dumper) Dump(ctx context.Context) error {
 	defer d.Close()
-	fds := make([]string, 3)
-	for i := range fds {
-		fds[i], _ = os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", d.pid, i))
-	}
-	b, _ := json.Marshal(fds)
-	if err := os.WriteFile(filepath.Join(d.opts.GetImagesDir(), descriptorsName), b, 0o600); err != nil {
+	if err := d.writeDescriptors(); err != nil {
 		return err
 	}
 	if err := d.w.Dump(ctx, d.opts, nil); err != nil {
@@ -175,6 +188,17 @@ func (d *Dumper) Dump(ctx context.Context) error {
 	// The copiers drain what the tasks wrote; not on the frozen path.
 	go d.r.detachLog(d.name)
 	return nil
+}
+
+// writeDescriptors records what fds 0-2 of the init are, for the restore
+// to give it new stdio pipes in their place.
+func (d *Dumper) writeDescriptors() error {
+	fds := make([]string, 3)
+	for i := range fds {
+		fds[i], _ = os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", d.pid, i))
+	}
+	b, _ := json.Marshal(fds)
+	return os.WriteFile(filepath.Join(d.opts.GetImagesDir(), descriptorsName), b, 0o600)
 }
 
 // Close releases a dump that was not run.
@@ -250,7 +274,7 @@ func (r *Runtime) PrepareRestore(s Spec, o DirectOpts) (_ *Restorer, err error) 
 		return nil, err
 	}
 	rs.files = []*os.File{rs.netnsF, rs.logs.outW, rs.logs.errW}
-	if rs.w, err = r.criu.StartWorker(criu.WorkerOpts{Files: rs.files, Cgroups: cgs, Nice: o.Nice}); err != nil {
+	if rs.w, err = r.criu.StartWorker(criu.WorkerOpts{Files: rs.files, Cgroups: cgs, Nice: o.Nice, Netns: o.HostNetns}); err != nil {
 		return nil, err
 	}
 	return rs, nil
@@ -259,13 +283,15 @@ func (r *Runtime) PrepareRestore(s Spec, o DirectOpts) (_ *Restorer, err error) 
 // Restore brings the container up from the images. preResume runs at
 // CRIU's pre-resume step — everything rebuilt, no instruction of the
 // container run yet — and its error is only reported: CRIU resumes the
-// container anyway. It returns the container's init pid.
-func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (int, error) {
+// container anyway. With DirectOpts.PageServer the restore is post-copy:
+// the container runs before its memory has arrived, and Restored.Pages
+// follows the rest.
+func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Restored, err error) {
 	defer rs.Close()
 	s, r := rs.spec, rs.r
 	cfg, err := r.bundleConfig(s.Name)
 	if err != nil {
-		return 0, err
+		return res, err
 	}
 	opts := &rpc.CriuOpts{
 		ImagesDirFd:       proto.Int32(-1),
@@ -299,10 +325,22 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (int, e
 	}
 	for i, key := range fds {
 		// stdout and stderr become fresh pipes into the log; anything
-		// else (stdin is /dev/null) CRIU restores as it was.
+		// else (stdin is an empty pipe) CRIU restores as it was.
 		if i >= 1 && i <= 2 && strings.HasPrefix(key, "pipe:") {
 			opts.InheritFd = append(opts.InheritFd, &rpc.InheritFd{Key: proto.String(key), Fd: proto.Int32(int32(criu.FirstFileFD + i))})
 		}
+	}
+	if rs.o.PageServer != "" {
+		if res.Pages, err = r.startLazyPages(rs.o); err != nil {
+			return res, fmt.Errorf("restore %s: %w", s.Name, err)
+		}
+		opts.LazyPages = proto.Bool(true)
+		defer func() {
+			if err != nil {
+				res.Pages.Abort()
+				res.Pages = nil
+			}
+		}()
 	}
 	var hookErr error
 	notify := func(script string, _ int) error {
@@ -313,14 +351,15 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (int, e
 	}
 	pid, err := rs.w.Restore(ctx, opts, notify)
 	if err != nil {
-		return 0, fmt.Errorf("restore %s: %w (see %s)", s.Name, err, filepath.Join(rs.o.WorkDir, "restore.log"))
+		return res, fmt.Errorf("restore %s: %w (see %s)", s.Name, err, filepath.Join(rs.o.WorkDir, "restore.log"))
 	}
+	res.Pid = pid
 	start, err := procStartTime(pid)
 	if err != nil {
-		return 0, fmt.Errorf("restore %s: restored init %d: %w", s.Name, pid, err)
+		return res, fmt.Errorf("restore %s: restored init %d: %w", s.Name, pid, err)
 	}
 	if err := writeJSON(filepath.Join(r.BundleDir(s.Name), directStateName), directState{Pid: pid, StartTime: start, Created: time.Now().UTC()}); err != nil {
-		return 0, err
+		return res, err
 	}
 	r.adoptLogs(s.Name, rs.logs)
 	rs.logs = nil
@@ -331,9 +370,17 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (int, e
 		}
 	}()
 	if hookErr != nil {
-		return pid, &PreResumeError{Err: hookErr}
+		return res, &PreResumeError{Err: hookErr}
 	}
-	return pid, nil
+	return res, nil
+}
+
+// Restored is a restored container.
+type Restored struct {
+	Pid int
+	// Pages, in post-copy, is the transfer of the memory still under way
+	// (nil otherwise).
+	Pages *PostCopy
 }
 
 // PreResumeError says the restore succeeded but the pre-resume callback
@@ -625,4 +672,26 @@ func (r *Runtime) CheckpointRestoreInPlace(ctx context.Context, s Spec, dir stri
 	}
 	ref.Dump, ref.Restore = t1.Sub(t0), time.Since(t1)
 	return ref, nil
+}
+
+// MemoryBytes is the container's anonymous memory (what a checkpoint must
+// copy), from its memory cgroup.
+func (r *Runtime) MemoryBytes(name string) (int64, error) {
+	for _, f := range []struct{ path, key string }{
+		{filepath.Join(cgroupRoot, "memory", r.cgroupsPath(name), "memory.stat"), "total_rss"},
+		{filepath.Join(cgroupRoot, r.cgroupsPath(name), "memory.stat"), "anon"},
+	} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, " "); ok && k == f.key {
+				var n int64
+				_, err := fmt.Sscan(v, &n)
+				return n, err
+			}
+		}
+	}
+	return 0, fmt.Errorf("%w: no memory cgroup for %s", ErrNotFound, name)
 }

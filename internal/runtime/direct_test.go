@@ -96,13 +96,14 @@ func TestDirectEngineThereAndBack(t *testing.T) {
 		}
 		t1 := time.Now()
 		steered := false
-		pid, err := rs.Restore(ctx, func() error {
+		res, err := rs.Restore(ctx, func() error {
 			steered = true
 			return tb.Steer(ip, na.MAC, to)
 		})
 		if err != nil {
 			t.Fatalf("%v\n%s", err, readFile(filepath.Join(o.WorkDir, "restore.log")))
 		}
+		pid := res.Pid
 		t.Logf("migration %d %s->%s: dump %v, restore %v", i+1, from, to, t1.Sub(t0), time.Since(t1))
 		if k := os.Getenv("CFLOW_KEEP_LOGS"); k != "" {
 			for _, f := range []string{"dump.log", "restore.log"} {

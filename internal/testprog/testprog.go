@@ -50,3 +50,24 @@ while True:
 
 // Args returns the argv that runs prog.
 func Args(prog string) []string { return []string{Python, "-u", "-c", prog} }
+
+// Memory holds MiB of distinct pages (its first argument, default 64) and
+// serves one TCP connection on :7000, answering each line with
+// "N:line:ok" while every page still holds what it was given, and
+// "N:line:BAD" otherwise — a post-copy that lost or mixed up a page shows.
+const Memory = `
+import hashlib, socket, sys
+mib = int(sys.argv[1]) if len(sys.argv) > 1 else 64
+buf = bytearray(mib << 20)
+for p in range(0, len(buf), 4096):
+    buf[p:p+4096] = (p.to_bytes(8, "little") * 512)
+want = hashlib.sha256(buf).digest()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7000)); s.listen(16)
+n = 0
+c, _ = s.accept(); f = c.makefile("rwb", buffering=0)
+for line in f:
+    n += 1
+    ok = hashlib.sha256(buf).digest() == want
+    f.write(b"%d:%s:%s\n" % (n, line.strip(), b"ok" if ok else b"BAD"))
+`

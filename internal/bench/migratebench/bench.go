@@ -53,6 +53,9 @@ type Options struct {
 	// MemoryMiB lists the touched memory each container holds, one round
 	// of containers per size (nil: one round without ballast).
 	MemoryMiB []int
+	// Modes lists the migration modes to run, one round each (nil: the
+	// request's mode, "auto" by default).
+	Modes []string
 	// References is how many bare checkpoint/restore references to take
 	// of each container, spread between its migrations.
 	References int
@@ -109,19 +112,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Connections: o.Connections}
 	res.Options.Interval, res.Options.Settle = o.Interval.String(), o.Settle.String()
 	seq := 0 // numbers the timing files across rounds
+	modes := o.Modes
+	if len(modes) == 0 {
+		modes = []string{o.Request.Mode}
+	}
 	for _, mib := range sizes {
-		r := &round{o: o, tb: tb, clients: clients, seq: &seq}
-		for i, eng := range engines {
-			ip := ContainerIP
-			for range i {
-				ip = ip.Next()
+		for _, mode := range modes {
+			r := &round{o: o, tb: tb, clients: clients, seq: &seq, mode: mode}
+			for i, eng := range engines {
+				ip := ContainerIP
+				for range i {
+					ip = ip.Next()
+				}
+				r.ctrs = append(r.ctrs, &container{name: fmt.Sprintf("%s_%dm", eng, mib), ip: ip, engine: eng, mib: mib, where: testbed.HostA})
 			}
-			r.ctrs = append(r.ctrs, &container{name: fmt.Sprintf("%s_%dm", eng, mib), ip: ip, engine: eng, mib: mib, where: testbed.HostA})
-		}
-		rows, err := r.run(ctx)
-		res.add(rows)
-		if err != nil {
-			return res, err
+			rows, err := r.run(ctx)
+			res.add(rows)
+			if err != nil {
+				return res, err
+			}
 		}
 	}
 	res.summarize()
@@ -138,6 +147,9 @@ type container struct {
 	conns  []*stream.Conn
 	final  []stream.ConnStats
 	events []event
+	// verified: the workload checked every page of its memory after the
+	// last migration.
+	verified bool
 }
 
 func (c *container) args(o Options) []string {

@@ -36,8 +36,8 @@ func runLossless(t *testing.T, o migratebench.Options) *migratebench.Result {
 		t.Fatal(err)
 	}
 	res.Print(testWriter{t})
-	if res.Failed != 0 || res.ConnectionDrops != 0 || res.BytesLost != 0 || res.BytesDuplicated != 0 {
-		t.Fatalf("failed %d, drops %d %v, lost %d, duplicated %d bytes", res.Failed, res.ConnectionDrops, res.DropErrors, res.BytesLost, res.BytesDuplicated)
+	if res.Failed != 0 || res.ConnectionDrops != 0 || res.BytesLost != 0 || res.BytesDuplicated != 0 || res.MemoryUnverified != 0 {
+		t.Fatalf("failed %d, drops %d %v, lost %d, duplicated %d bytes, memory unverified %d", res.Failed, res.ConnectionDrops, res.DropErrors, res.BytesLost, res.BytesDuplicated, res.MemoryUnverified)
 	}
 	for _, row := range res.Rows {
 		if row.BytesSent == 0 || row.DowntimeMs.N != o.Migrations {
@@ -61,12 +61,12 @@ func TestStreamSurvivesMigrations(t *testing.T) {
 	}
 }
 
-// A container holding touched memory keeps it intact across migrations
-// (the workload checks every page and exits if one is wrong, which drops
-// its connections).
+// A container holding touched memory keeps it intact across migrations,
+// stop-and-copy and post-copy (the workload checks every page after the
+// last migration, and exits if one is wrong, which drops its connections).
 func TestMemoryCarriedIntact(t *testing.T) {
 	runLossless(t, migratebench.Options{Migrations: 2, Connections: 2, Interval: 5 * time.Millisecond,
-		Settle: 2500 * time.Millisecond, MemoryMiB: []int{64}})
+		Settle: time.Second, MemoryMiB: []int{64}, Modes: []string{"stop-and-copy", "post-copy"}})
 }
 
 // At least 200 concurrent connections survive migrations both ways, with

@@ -33,6 +33,7 @@ type Row struct {
 	Engine          string   `json:"engine"`
 	MemoryMiB       int      `json:"memory_mib"`
 	Mode            string   `json:"mode"`
+	MemoryVerified  bool     `json:"memory_verified"` // every page checked after the last migration
 	Migrations      int      `json:"migrations"`
 	Failed          int      `json:"failed"`
 	ConnectionDrops int      `json:"connection_drops"`
@@ -115,7 +116,10 @@ type Result struct {
 	BytesLost       uint64   `json:"bytes_lost"`
 	BytesDuplicated uint64   `json:"bytes_duplicated"`
 	BytesSent       uint64   `json:"bytes_sent"`
-	Rows            []Row    `json:"rows"`
+	// MemoryUnverified counts rows whose workload memory could not be
+	// verified after the migrations (must be 0).
+	MemoryUnverified int   `json:"memory_unverified"`
+	Rows             []Row `json:"rows"`
 	// DirectOverRunc is the direct engine's downtime over runc's, per
 	// memory size, when both ran (--compare).
 	DirectOverRunc []Ratio `json:"direct_over_runc_downtime,omitempty"`
@@ -132,6 +136,9 @@ func (r *Result) add(rows []Row) {
 		r.Failed += row.Failed
 		r.ConnectionDrops += row.ConnectionDrops
 		r.DropErrors = append(r.DropErrors, row.DropErrors...)
+		if row.MemoryMiB > 0 && !row.MemoryVerified {
+			r.MemoryUnverified++
+		}
 		r.BytesLost += row.BytesLost
 		r.BytesDuplicated += row.BytesDuplicated
 		r.BytesSent += row.BytesSent
@@ -154,8 +161,8 @@ func (r *Result) summarize() {
 
 // Print writes the human-readable summary.
 func (r *Result) Print(w io.Writer) {
-	fmt.Fprintf(w, "\nmigrations %d, failed %d, connections %d per container, connection drops %d, bytes lost %d, duplicated %d (of %d sent)\n",
-		r.Migrations, r.Failed, r.Connections, r.ConnectionDrops, r.BytesLost, r.BytesDuplicated, r.BytesSent)
+	fmt.Fprintf(w, "\nmigrations %d, failed %d, connections %d per container, connection drops %d, bytes lost %d, duplicated %d (of %d sent), memory rounds unverified %d\n",
+		r.Migrations, r.Failed, r.Connections, r.ConnectionDrops, r.BytesLost, r.BytesDuplicated, r.BytesSent, r.MemoryUnverified)
 	fmt.Fprintf(w, "\n%-7s %7s %-13s %3s | %-23s | %-15s | %8s | %-15s | %9s\n", "engine", "mem MiB", "mode", "n",
 		"downtime p50  p99  max", "ready p50  p99", "total", "bare CRIU p50", "ready/bare")
 	for _, row := range r.Rows {

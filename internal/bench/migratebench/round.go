@@ -1,10 +1,12 @@
 package migratebench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/containerflow/containerflow/internal/agent"
@@ -22,6 +24,7 @@ type round struct {
 	clients map[string]*agent.Client
 	ctrs    []*container
 	seq     *int
+	mode    string // the request's migration mode
 }
 
 // event is one migration or reference of a container, with the window in
@@ -60,6 +63,11 @@ func (r *round) run(ctx context.Context) ([]Row, error) {
 		if refEvery > 0 && refs < o.References && (n-1)%refEvery == 0 {
 			refs++
 			r.reference(ctx)
+		}
+	}
+	for _, c := range r.ctrs {
+		if c.mib > 0 {
+			c.verified = r.verifyMemory(ctx, c)
 		}
 	}
 	for _, c := range r.ctrs {
@@ -121,7 +129,7 @@ func (r *round) migrate(ctx context.Context, c *container, n int) error {
 		to = testbed.HostA
 	}
 	req := o.Request
-	req.To, req.Engine = to, c.engine
+	req.To, req.Engine, req.Mode = to, c.engine, r.mode
 	if o.CompareHandoff {
 		req.NoHandoff = n%2 == 0
 	}
@@ -165,6 +173,31 @@ func (r *round) migrate(ctx context.Context, c *container, n int) error {
 	return nil
 }
 
+// verifyMemory asks the workload to check every page of its ballast
+// (SIGUSR1) now that no page is in flight, and reads the verdict from its
+// log on the host it ended on. A corrupted page makes the workload exit,
+// which the connections report as drops.
+func (r *round) verifyMemory(ctx context.Context, c *container) bool {
+	cl := r.clients[c.where]
+	before, _ := cl.Logs(ctx, c.name)
+	if err := cl.Signal(ctx, c.name, int(syscall.SIGUSR1)); err != nil {
+		fmt.Fprintf(r.o.Progress, "%s: cannot ask for a memory check: %v\n", c.name, err)
+		return false
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := cl.Logs(ctx, c.name); err == nil && len(b) > len(before) {
+			if bytes.Contains(b[len(before):], []byte(stream.BallastVerified)) {
+				fmt.Fprintf(r.o.Progress, "%s: %d MiB of memory verified page by page on %s\n", c.name, c.mib, c.where)
+				return true
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Fprintf(r.o.Progress, "%s: memory not verified on %s\n", c.name, c.where)
+	return false
+}
+
 // reference takes a bare checkpoint/restore of the round's direct-engine
 // container where it is. It stands for every container of the round (same
 // workload, same memory): taken on the runc engine's container it would
@@ -199,7 +232,7 @@ func (r *round) reference(ctx context.Context) {
 // the settle time after its answer, for the last), so a connection still
 // silent after the answer counts, and no gap counts twice.
 func (r *round) measure(c *container) Row {
-	row := Row{Engine: c.engine, MemoryMiB: c.mib, Mode: "stop-and-copy"}
+	row := Row{Engine: c.engine, MemoryMiB: c.mib, Mode: r.mode, MemoryVerified: c.verified}
 	var down, echo, srv, ready, total, refs, refDown, ckpt []float64
 	var downHO, downNoHO, downPrio, downNoPrio []float64
 	phases := map[string][]float64{}
@@ -240,6 +273,9 @@ func (r *round) measure(c *container) Row {
 		}
 		echo, srv = append(echo, pm.EchoGapMs), append(srv, pm.StreamGapMs)
 		rec := pm.Record
+		if rec.Mode != "" && row.Mode != rec.Mode {
+			row.Mode = rec.Mode // what "auto" chose
+		}
 		ready, total = append(ready, rec.TimeToReadyMs), append(total, rec.TotalMs)
 		ckpt = append(ckpt, float64(rec.CheckpointB))
 		for k, v := range map[string]float64{"prepare": rec.PrepareMs, "freeze": rec.FreezeMs, "checkpoint": rec.CheckpointMs,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -45,9 +46,12 @@ func (b *Ballast) Verify() error {
 	return nil
 }
 
-// Check verifies the ballast every period until ctx ends, and calls fail
-// with the first error.
-func (b *Ballast) Check(ctx context.Context, period time.Duration, fail func(error)) {
+// BallastVerified is what the workload logs after a good check.
+const BallastVerified = "memory verified"
+
+// Check verifies the ballast whenever asked and every period until ctx
+// ends, and reports each result (nil: every page intact).
+func (b *Ballast) Check(ctx context.Context, ask <-chan os.Signal, period time.Duration, report func(error)) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -55,10 +59,12 @@ func (b *Ballast) Check(ctx context.Context, period time.Duration, fail func(err
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := b.Verify(); err != nil {
-				fail(err)
-				return
-			}
+		case <-ask:
+		}
+		err := b.Verify()
+		report(err)
+		if err != nil {
+			return
 		}
 	}
 }
