@@ -51,6 +51,7 @@ func Checks() []Check {
 		{Name: "iproute2", Required: true, Fix: bootstrapFix + "; package iproute2", Run: checkCommand("ip", "-V")},
 		{Name: "runc", Required: true, Fix: bootstrapFix + "; package runc", Run: checkCommand("runc", "--version")},
 		{Name: "CRIU >= 4.2", Required: true, Fix: bootstrapFix + ", or set CFLOW_CRIU=/path/to/criu", Run: checkCRIUVersion},
+		{Name: "post-copy (fs.pipe-max-size)", Required: false, Fix: bootstrapFix + " (raises it to 256 MiB); without it migrations are stop-and-copy only", Run: checkPostCopy},
 		{Name: "criu check", Required: true, Fix: "see the output above; CRIU needs root and a kernel with CONFIG_CHECKPOINT_RESTORE", Run: checkCRIU},
 	}
 }
@@ -237,6 +238,14 @@ func checkCRIUVersion(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%w [%s]", err, strings.Join(why, "; "))
 	}
 	return fmt.Sprintf("%s (%s)", b.Path, b.Version), nil
+}
+
+func checkPostCopy(context.Context) (string, error) {
+	if err := criu.PostCopyReady(); err != nil {
+		return "", err
+	}
+	b, _ := os.ReadFile(criu.PipeMaxSizeFile)
+	return "fs.pipe-max-size " + strings.TrimSpace(string(b)), nil
 }
 
 func checkCRIU(ctx context.Context) (string, error) {

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/containerflow/containerflow/internal/nsrun"
@@ -155,19 +154,11 @@ func (d *Dumper) DumpPostCopy(ctx context.Context) (*PostCopy, error) {
 // error), and a server still waiting for its client gets one that sends
 // a truncated request.
 func abortPageServer(netns string, port int) {
+	// ss -K (SOCK_DESTROY) covers both address families: CRIU's page
+	// server listens on every address, so its connection may be an IPv6
+	// socket carrying IPv4.
+	_ = nsrun.Run(netns, exec.Command("ss", "-K", "-t", "state", "established", "sport", "=", ":"+strconv.Itoa(port)))
 	_ = nsrun.Do(netns, func() error {
-		for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-			socks, err := netlink.SocketDiagTCP(fam)
-			if err != nil {
-				continue
-			}
-			for _, s := range socks {
-				if int(s.ID.SourcePort) == port && s.State == tcpEstablished {
-					_ = netlink.SocketDestroy(&net.TCPAddr{IP: s.ID.Source, Port: port},
-						&net.TCPAddr{IP: s.ID.Destination, Port: int(s.ID.DestinationPort)})
-				}
-			}
-		}
 		if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second); err == nil {
 			_, _ = c.Write([]byte{0})
 			c.Close()
@@ -175,8 +166,6 @@ func abortPageServer(netns string, port int) {
 		return nil
 	})
 }
-
-const tcpEstablished = 1
 
 // startLazyPages starts CRIU's lazy-pages daemon for a post-copy restore
 // and waits until it listens for the restore. It cannot be started
