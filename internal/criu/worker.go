@@ -83,11 +83,7 @@ func (b Binary) StartWorker(o WorkerOpts) (*Worker, error) {
 	// Its own process group: a signal meant for the agent's terminal must
 	// not kill a CRIU that holds a frozen container.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	start := cmd.Start
-	if o.Netns != "" {
-		start = func() error { return nsrun.Start(o.Netns, cmd) }
-	}
-	if err := start(); err != nil {
+	if err := nsrun.Start(o.Netns, cmd); err != nil {
 		fc.Close()
 		return nil, fmt.Errorf("start %s swrk: %w", b.Path, err)
 	}

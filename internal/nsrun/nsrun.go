@@ -70,7 +70,8 @@ func onThreadIn(enter, fn func() error) (err error) {
 	return fn()
 }
 
-// Start starts cmd inside the network namespace nsName. The child is forked
+// Start starts cmd inside the network namespace nsName ("": the caller's).
+// The child is forked
 // from a thread that is inside the namespace, so it inherits it; everything
 // else (mount namespace, cgroup, credentials) is the caller's.
 func Start(nsName string, cmd *exec.Cmd) error {

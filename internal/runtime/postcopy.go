@@ -188,11 +188,7 @@ func (r *Runtime) startLazyPages(o DirectOpts) (*PostCopy, error) {
 		"-v"+strconv.Itoa(int(*o.level())), "--status-fd", "3")
 	cmd.ExtraFiles = []*os.File{sw}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	start := cmd.Start
-	if o.HostNetns != "" {
-		start = func() error { return nsrun.Start(o.HostNetns, cmd) }
-	}
-	if err := start(); err != nil {
+	if err := nsrun.Start(o.HostNetns, cmd); err != nil {
 		sw.Close()
 		return nil, fmt.Errorf("start criu lazy-pages: %w", err)
 	}
