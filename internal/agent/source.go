@@ -41,7 +41,7 @@ func (s *localSource) nice() int {
 func (s *localSource) opts(workName string) runtime.DirectOpts {
 	return runtime.DirectOpts{ImagesDir: filepath.Join(s.dir, "images"), WorkDir: filepath.Join(s.dir, workName),
 		LogLevel: s.a.cfg.CRIULogLevel, Nice: s.nice(), HostNetns: s.a.cfg.HostNetns, PageServerPort: s.port,
-		NetworkLocked: true}
+		NetworkLocked: true, LeaveStopped: s.port == 0}
 }
 
 // Prepare starts CRIU for the dump while the container still runs.
@@ -218,6 +218,20 @@ func (s *localSource) RestoreLocal(ctx context.Context, images string) error {
 			return fmt.Errorf("the container did not survive the end of its page server (%+v, %v)", st, err)
 		}
 		return nil
+	}
+	if s.direct() && s.Running(ctx) {
+		// The dump left the tasks stopped, memory and sockets as they
+		// were: they go on from there, no restore needed.
+		if _, err := s.a.rt.ResetTCPRepair(ctx, s.spec.Name); err != nil {
+			return err
+		}
+		if err := s.unlock(); err != nil {
+			return err
+		}
+		if err := s.a.rt.Thaw(s.spec.Name); err != nil {
+			return err
+		}
+		return s.a.rt.ResumeStopped(s.spec.Name)
 	}
 	rs := s.a.runtimeSpec(s.spec)
 	if s.direct() {
