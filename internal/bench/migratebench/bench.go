@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/containerflow/containerflow/internal/agent"
+	"github.com/containerflow/containerflow/internal/migration"
 	"github.com/containerflow/containerflow/internal/testbed"
 	"github.com/containerflow/containerflow/internal/workload/stream"
 )
@@ -88,6 +89,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("memory size %d MiB", s)
 		}
 	}
+	modes := o.Modes
+	if len(modes) == 0 {
+		modes = []string{o.Request.Mode}
+	}
+	for _, m := range modes {
+		switch m {
+		case "", agent.ModeAuto, migration.ModeStopAndCopy, migration.ModePostCopy:
+		default:
+			return nil, fmt.Errorf("mode %q: auto, stop-and-copy or post-copy", m)
+		}
+	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
@@ -112,14 +124,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Connections: o.Connections}
 	res.Options.Interval, res.Options.Settle = o.Interval.String(), o.Settle.String()
 	seq := 0 // numbers the timing files across rounds
-	modes := o.Modes
-	if len(modes) == 0 {
-		modes = []string{o.Request.Mode}
-	}
 	for _, mib := range sizes {
 		for _, mode := range modes {
 			r := &round{o: o, tb: tb, clients: clients, seq: &seq, mode: mode}
 			for i, eng := range engines {
+				if eng == agent.EngineRunc && mode == migration.ModePostCopy {
+					continue // post-copy is the direct engine's
+				}
 				ip := ContainerIP
 				for range i {
 					ip = ip.Next()
