@@ -6,4 +6,9 @@
 // looks, in order, at $CFLOW_CRIU, that private install, and `criu` in
 // PATH, and returns the first that is new enough. Callers pass the path on
 // explicitly (runc --criu PATH), so nothing on the system is replaced.
+//
+// Worker is a `criu swrk` process started ahead of a dump or restore and
+// driven over CRIU's RPC (go-criu's protocol types); EnsureKernelCache keeps
+// CRIU's kernel probe off every start; PostCopyReady says whether lazy
+// pages can work on this host.
 package criu

@@ -1,10 +1,14 @@
 // Package runtime runs containers through runc and checkpoints and restores
-// them through runc + CRIU.
+// them with CRIU: directly over CRIU's RPC, each side prepared before the
+// freeze (direct.go, post-copy in postcopy.go), or through runc checkpoint
+// and restore (the baseline). Containers the direct engine restored are
+// managed here rather than by runc (owned.go).
 //
 // A container's bundle is built by the project: its root is a small private
 // directory whose /usr and /etc are the host's, bind-mounted read-only (and
 // /bin, /sbin, /lib... the same way, or as the same symlinks on merged-/usr
-// systems). /tmp, /run, /var/tmp and /dev/shm are writable directories of
+// systems), and its /dev is a directory of the bundle with the usual device
+// nodes (see writeDev). /tmp, /run, /var/tmp and /dev/shm are writable directories of
 // the bundle (bundle/rw/*), bind-mounted in. So any program installed on
 // the host runs in a container unchanged and cannot modify the host; what
 // it writes lands in the bundle's rw directories, which a migration sends
@@ -13,8 +17,9 @@
 // directory there.
 //
 // Every container gets its own network namespace by path (created by the
-// caller with a fixed IP and MAC) and stdio as pipes, which runc re-attaches
-// on restore; the agent copies them into a log file.
+// caller with a fixed IP and MAC) and stdio as pipes, which a restore
+// re-attaches (stdout and stderr to new pipes, stdin an empty one); the
+// runtime copies them into a log file.
 //
 // The freezer is driven here rather than by CRIU: CRIU polls a cgroup-v1
 // freezer in 100 ms steps, but skips the wait when the cgroup is already
