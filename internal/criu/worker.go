@@ -167,7 +167,12 @@ func (w *Worker) do(ctx context.Context, t rpc.CriuReqType, opts *rpc.CriuOpts, 
 			return nil, w.failure(ctx, fmt.Errorf("bad response: %w", err))
 		}
 		if !resp.GetSuccess() {
-			msg := fmt.Sprintf("%s: errno %d", resp.GetType(), resp.GetCrErrno())
+			// CRIU's first error line, when it sends one, says more than
+			// its errno (often 0).
+			msg := strings.ToLower(resp.GetType().String())
+			if e := resp.GetCrErrno(); e != 0 {
+				msg += fmt.Sprintf(": %v", syscall.Errno(e))
+			}
 			if s := resp.GetCrErrmsg(); s != "" {
 				msg += ": " + strings.TrimSpace(s)
 			}
