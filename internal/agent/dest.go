@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,95 +36,43 @@ func (d *remoteDest) Prepare(ctx context.Context) error {
 // the container's writable directories (it is frozen: they hold still),
 // then of CRIU's images, each sent as soon as CRIU closes it.
 func (d *remoteDest) Open(ctx context.Context, images string) (migration.Transfer, error) {
-	if err := os.MkdirAll(images, 0o700); err != nil {
-		return nil, err
-	}
-	pr, pw := io.Pipe()
-	var w io.Writer = pw
+	t := &remoteTransfer{}
+	var wrap func(io.Writer) io.Writer
 	if d.f.cutStreamAt > 0 || d.f.corruptAt > 0 {
-		w = &faultyWriter{w: pw, f: d.f}
+		wrap = func(w io.Writer) io.Writer { return &faultyWriter{w: w, f: d.f} }
 	}
-	s := transfer.NewSender(w)
-	fol, err := s.Follow("images", images)
-	if err != nil {
-		return nil, err
-	}
-	t := &remoteTransfer{fol: fol, pw: pw, sent: make(chan error, 1), done: make(chan struct{}), reply: make(chan replyOf, 1), f: d.f}
-	go func() {
-		err := s.Tree(transfer.Tree{Name: "rw", Dir: d.rwDir})
-		if err == nil {
-			err = fol.Run()
-		}
-		<-t.done // the checkpoint is over: what is left can go
-		if err == nil {
-			err = fol.Finish()
-		} else {
-			fol.Finish() //nolint:errcheck // releases the watch; the stream is failing anyway
-		}
-		if err == nil {
-			_, err = s.Close()
-		}
-		if errors.Is(err, errCut) {
-			err = io.ErrUnexpectedEOF
-		}
-		pw.CloseWithError(err)
-		t.sent <- err
-	}()
-	go func() {
-		var rep migration.DestReport
-		err := d.c.doStream(ctx, "/v1/migrations/"+d.name+"/images", pr, &rep)
-		pr.CloseWithError(errors.New("request ended"))
-		if err != nil {
+	var err error
+	t.st, err = transfer.StartStream([]transfer.Tree{{Name: "rw", Dir: d.rwDir}}, transfer.Tree{Name: "images", Dir: images}, wrap,
+		func(body io.Reader) error {
+			err := d.c.doStream(ctx, "/v1/migrations/"+d.name+"/images", body, &t.rep)
 			// A failed restore still says whether the destination had
 			// taken the address before failing (see api.go).
 			if apiErr, ok := err.(*APIError); ok && apiErr.Switched {
-				rep.Switched = true
+				t.rep.Switched = true
 			}
-		}
-		t.reply <- replyOf{rep, err}
-	}()
+			return err
+		})
+	if err != nil {
+		return nil, err
+	}
 	return t, nil
-}
-
-type replyOf struct {
-	rep migration.DestReport
-	err error
 }
 
 // remoteTransfer is an image stream on its way to the destination.
 type remoteTransfer struct {
-	fol   *transfer.Follower
-	pw    *io.PipeWriter
-	done  chan struct{}
-	sent  chan error
-	reply chan replyOf
-	f     *faults
-}
-
-func (t *remoteTransfer) end() error {
-	t.fol.Stop()
-	close(t.done)
-	err := <-t.sent
-	if t.f.afterSend != nil {
-		t.f.afterSend()
-	}
-	return err
+	st  *transfer.Stream
+	rep migration.DestReport // set by the request, read after it ended
 }
 
 func (t *remoteTransfer) Finish(context.Context) (migration.DestReport, error) {
-	serr := t.end()
-	r := <-t.reply
-	if r.err == nil && serr != nil {
-		r.err = serr
+	err := t.st.Finish()
+	if errors.Is(err, errCut) {
+		err = io.ErrUnexpectedEOF
 	}
-	return r.rep, r.err
+	return t.rep, err
 }
 
-func (t *remoteTransfer) Cancel() {
-	t.pw.CloseWithError(errors.New("checkpoint failed"))
-	_ = t.end()
-	<-t.reply
-}
+func (t *remoteTransfer) Cancel() { t.st.Cancel(errors.New("checkpoint failed")) }
 
 // Settle waits for the destination to say whether every page arrived.
 func (d *remoteDest) Settle(ctx context.Context) error {

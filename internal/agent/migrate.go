@@ -97,7 +97,6 @@ type incoming struct {
 type faults struct {
 	cutStreamAt int64 // close the image stream after this many bytes (0: off)
 	corruptAt   int64 // flip one byte at this offset of the stream (0: off)
-	afterSend   func()
 	afterFreeze func() // runs with the container frozen
 }
 

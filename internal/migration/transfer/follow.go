@@ -3,6 +3,7 @@ package transfer
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -175,4 +176,84 @@ func cstring(b []byte) string {
 		}
 	}
 	return string(b)
+}
+
+// Stream is a checkpoint stream in progress: whole trees first, then the
+// files of a directory a writer is still filling, each as it is completed.
+type Stream struct {
+	fol   *Follower
+	pw    *io.PipeWriter
+	done  chan struct{}
+	sent  chan error
+	reply chan error
+}
+
+// StartStream opens the stream: post is given its body (and runs until
+// the receiver has answered); wrap, when set, sits between the sender and
+// the body (fault injection); trees are sent first, then follow's files.
+func StartStream(trees []Tree, follow Tree, wrap func(io.Writer) io.Writer, post func(io.Reader) error) (*Stream, error) {
+	if err := os.MkdirAll(follow.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	var w io.Writer = pw
+	if wrap != nil {
+		w = wrap(pw)
+	}
+	s := NewSender(w)
+	fol, err := s.Follow(follow.Name, follow.Dir)
+	if err != nil {
+		return nil, err
+	}
+	st := &Stream{fol: fol, pw: pw, done: make(chan struct{}), sent: make(chan error, 1), reply: make(chan error, 1)}
+	go func() {
+		var err error
+		for _, t := range trees {
+			if err == nil {
+				err = s.Tree(t)
+			}
+		}
+		if err == nil {
+			err = fol.Run()
+		}
+		<-st.done // the writer is done: what is left can go
+		if ferr := fol.Finish(); err == nil {
+			err = ferr
+		}
+		if err == nil {
+			_, err = s.Close()
+		}
+		pw.CloseWithError(err)
+		st.sent <- err
+	}()
+	go func() {
+		err := post(pr)
+		pr.CloseWithError(errors.New("the receiver answered"))
+		st.reply <- err
+	}()
+	return st, nil
+}
+
+// end tells the sender the writer is done and waits for it.
+func (st *Stream) end() error {
+	st.fol.Stop()
+	close(st.done)
+	return <-st.sent
+}
+
+// Finish sends what is left and the manifest, and returns the receiver's
+// answer (or the sender's error, if the receiver had none).
+func (st *Stream) Finish() error {
+	serr := st.end()
+	if err := <-st.reply; err != nil {
+		return err
+	}
+	return serr
+}
+
+// Cancel cuts the stream: the receiver sees it end without a manifest.
+func (st *Stream) Cancel(cause error) {
+	st.pw.CloseWithError(cause)
+	_ = st.end()
+	<-st.reply
 }

@@ -141,3 +141,36 @@ func TestFollowSendsFilesAsTheyAreWritten(t *testing.T) {
 		}
 	}
 }
+
+// A stream finished normally arrives whole; a cancelled one is refused by
+// the receiver for want of its manifest.
+func TestStreamFinishAndCancel(t *testing.T) {
+	for _, cancel := range []bool{false, true} {
+		rw, images, dst := t.TempDir(), t.TempDir(), t.TempDir()
+		writeTree(t, rw, map[string]string{"tmp/state": "s"})
+		var recvErr error
+		st, err := StartStream([]Tree{{Name: "rw", Dir: rw}}, Tree{Name: "images", Dir: images}, nil, func(body io.Reader) error {
+			_, recvErr = Receive(body, map[string]string{"rw": filepath.Join(dst, "rw"), "images": filepath.Join(dst, "images")})
+			return recvErr
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeTree(t, images, map[string]string{"core-1.img": "core", "pages-1.img": strings.Repeat("p", 1<<16)})
+		if cancel {
+			st.Cancel(errors.New("checkpoint failed"))
+			if recvErr == nil {
+				t.Error("a cancelled stream was accepted")
+			}
+			continue
+		}
+		if err := st.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range map[string]string{"rw/tmp/state": "s", "images/core-1.img": "core", "images/pages-1.img": strings.Repeat("p", 1<<16)} {
+			if b, err := os.ReadFile(filepath.Join(dst, name)); err != nil || string(b) != want {
+				t.Errorf("%s: %d bytes, %v", name, len(b), err)
+			}
+		}
+	}
+}
