@@ -95,8 +95,8 @@ type incoming struct {
 
 // faults lets tests break a migration at a chosen point, on the real path.
 type faults struct {
-	cutStreamAt int64 // close the image stream after this many bytes (0: off)
-	corruptAt   int64 // flip one byte at this offset of the stream (0: off)
+	cutStreamAt int64  // close the image stream after this many bytes (0: off)
+	corruptAt   int64  // flip one byte at this offset of the stream (0: off)
 	afterFreeze func() // runs with the container frozen
 }
 
