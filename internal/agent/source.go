@@ -134,12 +134,41 @@ func (s *localSource) Handoff(context.Context) (int, error) {
 	return c.Release()
 }
 
-// Thaw resumes the container after a failed freeze or dump. A dump that
-// failed because CRIU died can also leave CRIU's network lock in the
-// namespace and the sockets in TCP repair mode; both are undone, or the
-// container would run with every connection silently dead.
+// Thaw resumes the container after a failed freeze or dump, and hands it
+// the clients' frames caught meanwhile.
 func (s *localSource) Thaw(ctx context.Context) error {
-	s.dropCatch()
+	err := s.thaw(ctx)
+	s.giveBack(err)
+	return err
+}
+
+// giveBack sends the clients' frames caught since the freeze to the
+// container resumed here, as the forward path sends them to the
+// destination: without it a client that sent during the freeze waits for
+// its backed-off retransmission timer after every rollback.
+func (s *localSource) giveBack(resumeErr error) {
+	c := s.catch
+	if c == nil {
+		return
+	}
+	s.catch = nil
+	if resumeErr != nil {
+		c.Discard()
+		return
+	}
+	n, err := c.Release()
+	if err != nil {
+		s.a.log.Warn("frames caught during the freeze not handed back", "name", s.spec.Name, "err", err)
+	} else if n > 0 {
+		s.a.log.Info("handed the frames caught during the freeze back to the source", "name", s.spec.Name, "frames", n)
+	}
+}
+
+// thaw undoes a freeze and a failed dump. A dump that failed because CRIU
+// died can also leave CRIU's network lock in the namespace and the sockets
+// in TCP repair mode; both are undone, or the container would run with
+// every connection silently dead.
+func (s *localSource) thaw(ctx context.Context) error {
 	err := s.a.rt.Thaw(s.spec.Name)
 	if errors.Is(err, runtime.ErrNotFound) {
 		return nil // the container is gone: nothing to resume
@@ -193,12 +222,19 @@ func (s *localSource) Running(ctx context.Context) bool {
 	return err == nil && (st.Status == "running" || st.Status == "paused")
 }
 
-// RestoreLocal brings the container back here from its own images, with
-// the engine that dumped it. In post-copy there are no memory images: the
-// tasks are still here, frozen, and CRIU lets them run again once its page
-// server fails.
+// RestoreLocal brings the container back here, and hands it the clients'
+// frames caught since the freeze.
 func (s *localSource) RestoreLocal(ctx context.Context, images string) error {
-	s.dropCatch()
+	err := s.restoreLocal(ctx, images)
+	s.giveBack(err)
+	return err
+}
+
+// restoreLocal resumes the tasks a direct dump left stopped, or restores
+// the container from its own images with the engine that dumped it. In
+// post-copy there are no memory images: the tasks are still here, frozen,
+// and CRIU lets them run again once its page server fails.
+func (s *localSource) restoreLocal(ctx context.Context, images string) error {
 	if pc := s.pages; pc != nil {
 		s.pages = nil
 		// CRIU lets the tasks run again at once but, on this path, leaves
@@ -211,7 +247,7 @@ func (s *localSource) RestoreLocal(ctx context.Context, images string) error {
 		if err := pc.Wait(ctx); err == nil {
 			return errors.New("the page server had already sent every page: the tasks are gone")
 		}
-		if err := s.Thaw(ctx); err != nil {
+		if err := s.thaw(ctx); err != nil {
 			return err
 		}
 		if st, err := s.a.rt.State(ctx, s.spec.Name); err != nil || (st.Status != "running" && st.Status != "paused") {

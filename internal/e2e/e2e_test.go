@@ -70,19 +70,44 @@ func TestMigrationWithSwitchControllerDown(t *testing.T) {
 	for _, p := range pids {
 		_ = syscall.Kill(p, syscall.SIGKILL)
 	}
+	started := time.Now()
 	res, err := a.Migrate(ctx, "s", agent.MigrateRequest{To: testbed.HostB})
+	rolledBack := time.Now()
 	if err == nil {
 		t.Fatal("migration succeeded with the switch controller down")
 	}
 	if res == nil || res.Record.Status != migration.StatusRolledBack {
 		t.Fatalf("want rolled_back, got %+v (%v)", res, err)
 	}
-	t.Logf("rolled back as expected: %v", err)
+	t.Logf("rolled back as expected after %.0f ms: %v", res.Record.TotalMs, err)
+	// The clients' records sent during the freeze are handed back to the
+	// resumed source, so both directions go on as it resumes — not at the
+	// client's next backed-off retransmission (0.6 s, 1.4 s... after the
+	// freeze, so typically 0.1-1 s after a rollback). The bounds are the
+	// migration's own time plus a margin for a loaded machine, never the
+	// client's timer.
+	const margin = 300 * time.Millisecond
 	before := conn.Stats()
-	time.Sleep(500 * time.Millisecond)
-	if after := conn.Stats(); after.Dropped || after.Echo.Next <= before.Echo.Next || after.Server.Next <= before.Server.Next {
-		t.Fatalf("the stream stopped after the rollback: before %+v after %+v", before, after)
+	for {
+		now := conn.Stats()
+		if now.Echo.Next > before.Echo.Next && now.Server.Next > before.Server.Next {
+			break
+		}
+		if now.Dropped || time.Since(rolledBack) > 5*time.Second {
+			t.Fatalf("the stream did not resume after the rollback: before %+v now %+v", before, now)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
+	if took := time.Since(rolledBack); took > margin {
+		t.Fatalf("the stream resumed %v after the rollback (at most %v)", took, margin)
+	}
+	time.Sleep(50 * time.Millisecond)
+	limit := time.Duration(res.Record.TotalMs*float64(time.Millisecond)) + margin
+	gap := conn.Stats().MaxGapIn(stream.KindEcho, started, time.Now())
+	if gap > limit {
+		t.Fatalf("the echoes paused %v across a rollback that took %.0f ms", gap, res.Record.TotalMs)
+	}
+	t.Logf("echoes paused %v across the rollback (freeze to resumed: %.0f ms)", gap, res.Record.TotalMs-res.Record.PrepareMs)
 
 	// Forwarding went on without the controller; with it back (it adopts
 	// the pinned tables), the migration goes through.
