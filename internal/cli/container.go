@@ -131,7 +131,11 @@ cflow binaries at /opt/cflow/bin.`,
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tHOST\tSTATE\tIP\tMAC\tPID\tCOMMAND")
 			for _, c := range all {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Name, c.Host, c.State, c.IP, c.MAC, c.Pid, truncate(fmt.Sprint(c.Args), 40))
+				state := c.State
+				if c.PagesPending {
+					state += " (pages pending)" // post-copy: still depends on its previous host
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Name, c.Host, state, c.IP, c.MAC, c.Pid, truncate(fmt.Sprint(c.Args), 40))
 			}
 			return tw.Flush()
 		},
