@@ -198,7 +198,7 @@ func (d *Dumper) Dump(ctx context.Context) error {
 	// The copiers drain what the tasks wrote; not on the frozen path. A
 	// container left stopped keeps its log until it is deleted or resumed.
 	if !d.opts.GetLeaveStopped() {
-		go d.r.detachLog(d.name)
+		d.r.detachLogLater(d.name)
 	}
 	return nil
 }

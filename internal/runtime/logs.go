@@ -109,10 +109,25 @@ func (r *Runtime) adoptLogs(name string, p *pipeLogs) {
 // gone (checkpointed or deleted) when this is called, so the copiers have
 // drained what was written.
 func (r *Runtime) detachLog(name string) {
+	r.takeLog(name).drainAndClose()
+}
+
+// detachLogLater takes the container's log off it now and lets the
+// copiers drain in the background (off a migration's frozen path); a new
+// log attached meanwhile (a restore on the same host) is not touched.
+func (r *Runtime) detachLogLater(name string) {
+	go r.takeLog(name).drainAndClose()
+}
+
+func (r *Runtime) takeLog(name string) *logSink {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	s := r.logs[name]
 	delete(r.logs, name)
-	r.mu.Unlock()
+	return s
+}
+
+func (s *logSink) drainAndClose() {
 	if s == nil {
 		return
 	}

@@ -129,7 +129,7 @@ func (d *Dumper) DumpPostCopy(ctx context.Context) (*PostCopy, error) {
 		if err != nil {
 			err = fmt.Errorf("post-copy of %s: %w (see %s)", d.name, err, filepath.Join(d.work.Name(), "dump.log"))
 		} else {
-			go d.r.detachLog(d.name) // the tasks are gone; their output is drained
+			d.r.detachLogLater(d.name) // the tasks are gone; their output is drained
 		}
 		pc.finish(err)
 	}()
