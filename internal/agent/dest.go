@@ -46,8 +46,11 @@ func (d *remoteDest) Open(ctx context.Context, images string) (migration.Transfe
 		func(body io.Reader) error {
 			err := d.c.doStream(ctx, "/v1/migrations/"+d.name+"/images", body, &t.rep)
 			// A failed restore still says whether the destination had
-			// taken the address before failing (see api.go).
-			if apiErr, ok := err.(*APIError); ok && apiErr.Switched {
+			// taken the address before failing (see api.go). Without an
+			// answer (the connection broke) it may have: the switch is then
+			// pointed back, which costs nothing if it never moved.
+			var apiErr *APIError
+			if err != nil && (!errors.As(err, &apiErr) || apiErr.Switched) {
 				t.rep.Switched = true
 			}
 			return err
@@ -284,8 +287,7 @@ func (a *Agent) settleIncoming(ctx context.Context, name string) error {
 
 // followPages watches a post-copy restore's page transfer. A container
 // whose pages stopped coming is killed at once: its next fault on a
-// missing page would be answered with a zero page. Before the commit the
-// migration's own rollback decides, after it the container is lost.
+// missing page would be answered with a zero page.
 func (a *Agent) followPages(e *entry, pc *runtime.PostCopy, dir string) {
 	a.mu.Lock()
 	e.info.PagesPending, e.pages = true, pc
@@ -295,7 +297,7 @@ func (a *Agent) followPages(e *entry, pc *runtime.PostCopy, dir string) {
 		err := pc.Wait(context.Background())
 		a.mu.Lock()
 		e.info.PagesPending = false
-		committed := e.incoming == nil && a.containers[name] == e
+		ours := a.containers[name] == e
 		a.mu.Unlock()
 		if err == nil {
 			a.log.Info("post-copy complete", "name", name, "took", pc.Took())
@@ -307,7 +309,9 @@ func (a *Agent) followPages(e *entry, pc *runtime.PostCopy, dir string) {
 		kept := a.keepLogs(dir)
 		_ = mounts.RemoveAll(dir)
 		a.log.Error("post-copy interrupted: killing the container, whose memory is incomplete", "name", name, "err", err, "criu_logs", kept)
-		if committed {
+		// Committed or not, it may run already (it went live at
+		// pre-resume): a commit must not find it, a settle must say lost.
+		if ours {
 			_ = a.discard(context.Background(), name)
 		}
 	}()

@@ -79,7 +79,9 @@ func (b Binary) StartWorker(o WorkerOpts) (*Worker, error) {
 	}
 	cmd := exec.Command(b.Path, "swrk", "3")
 	cmd.ExtraFiles = append([]*os.File{srv}, o.Files...)
-	cmd.Stderr = o.Stderr
+	if o.Stderr != nil { // a nil *os.File would close CRIU's fd 2, not discard it
+		cmd.Stderr = o.Stderr
+	}
 	// Its own process group: a signal meant for the agent's terminal must
 	// not kill a CRIU that holds a frozen container.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -264,7 +264,9 @@ func (r *run) run(ctx context.Context) (*Record, error) {
 		// The destination switched and then its restore failed: point the
 		// switch back before the source takes the container up again.
 		if berr := p.Switch.Back(context.Background()); berr != nil {
-			return r.finish(StatusFailed, fmt.Errorf("restore on %s failed after it took the address (%v), and the switch could not be pointed back: %v", p.To, err, berr))
+			// The source copy is whole: keep it (reachable again once the
+			// switch is fixed) rather than lose the container.
+			return r.rollback(fmt.Errorf("restore on %s failed after it took the address (%v), and the switch could not be pointed back: %v", p.To, err, berr))
 		}
 	}
 	if err != nil {

@@ -138,6 +138,9 @@ func (d *Dumper) DumpPostCopy(ctx context.Context) (*PostCopy, error) {
 		pc.started = time.Now()
 		return pc, nil
 	case <-pc.done:
+		if pc.err == nil {
+			return nil, fmt.Errorf("checkpoint %s: the dump ended before its page server was ready", d.name)
+		}
 		return nil, pc.err
 	case <-ctx.Done():
 		cancel()

@@ -144,16 +144,19 @@ func (f *Follower) drainEvents() ([]string, error) {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
 			nameBytes := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
 			off += unix.SizeofInotifyEvent + int(ev.Len)
+			if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
+				// Lost events (they carry no name): Finish sends everything
+				// not known clean.
+				for b := range f.sent {
+					f.dirty[b] = true
+				}
+				continue
+			}
 			base := cstring(nameBytes)
 			if base == "" {
 				continue
 			}
 			switch {
-			case ev.Mask&unix.IN_Q_OVERFLOW != 0:
-				// Lost events: Finish sends everything not known clean.
-				for b := range f.sent {
-					f.dirty[b] = true
-				}
 			case ev.Mask&(unix.IN_CLOSE_WRITE|unix.IN_MOVED_TO) != 0:
 				if !seen[base] {
 					seen[base] = true
