@@ -285,3 +285,31 @@ func TestBadMigrationRequests(t *testing.T) {
 	}
 	lc.say("b", "2:b")
 }
+
+// A client that goes away while the container is frozen (an interrupted
+// CLI) must not cost the container: the dump is not killed with the
+// request, and the migration rolls back on its own.
+func TestClientGoneDuringTheDump(t *testing.T) {
+	e, lc := faultEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	// Gone while CRIU's parasite is inside the tasks, where a killed CRIU
+	// takes them with it.
+	e.agents[testbed.HostA].faults.afterFreeze = func() { time.AfterFunc(30*time.Millisecond, cancel) }
+	if _, err := e.clients[testbed.HostA].Migrate(ctx, "py", MigrateRequest{To: testbed.HostB}); err == nil {
+		t.Fatal("the cancelled request reported success")
+	}
+	e.agents[testbed.HostA].faults.afterFreeze = nil
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, err := e.clients[testbed.HostA].Get(context.Background(), "py")
+		if err == nil && info.State == StateRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container on hostA after the client left: %+v %v", info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	lc.say("b", "2:b")
+	expectHostEmpty(t, e, testbed.HostB)
+}

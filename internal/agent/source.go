@@ -183,7 +183,11 @@ func (s *localSource) thaw(ctx context.Context) error {
 }
 
 func (s *localSource) Checkpoint(ctx context.Context, images string) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.a.cfg.CRIUTimeout)
+	// A client that goes away must not kill CRIU while its parasite is in
+	// the frozen tasks (that loses the container): the dump runs to its
+	// end, bounded by CRIUTimeout, and the cancelled request then rolls
+	// the migration back at the next step.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.a.cfg.CRIUTimeout)
 	defer cancel()
 	if s.direct() {
 		// Instead of CRIU's slower lock (see runtime.DirectOpts): from here
