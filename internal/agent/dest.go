@@ -207,6 +207,19 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 		return migration.DestReport{}, err
 	}
 	in := e.incoming
+	// An abort arriving meanwhile stops this handler and waits for it
+	// before it discards anything.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.mu.Lock()
+	if in.busy != nil {
+		a.mu.Unlock()
+		return migration.DestReport{}, fmt.Errorf("%w: the images of %s are already arriving", ErrConflict, name)
+	}
+	busy := make(chan struct{})
+	in.busy, in.cancel = busy, cancel
+	a.mu.Unlock()
+	defer close(busy)
 	images := filepath.Join(in.dir, "images")
 	t0 := time.Now()
 	n, err := transfer.Receive(body, map[string]string{
@@ -355,6 +368,17 @@ func (a *Agent) abortIncoming(ctx context.Context, name string) error {
 	e, err := a.incomingEntry(name)
 	if err != nil {
 		return err
+	}
+	a.mu.Lock()
+	busy, cancel := e.incoming.busy, e.incoming.cancel
+	a.mu.Unlock()
+	if busy != nil {
+		cancel()
+		select {
+		case <-busy:
+		case <-time.After(a.cfg.CRIUTimeout + 5*time.Second):
+			a.log.Warn("image stream handler still busy while aborting", "name", name)
+		}
 	}
 	if r := e.incoming.restorer; r != nil {
 		r.Close()

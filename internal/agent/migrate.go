@@ -86,11 +86,13 @@ type incoming struct {
 	resumeSignal int
 	dir          string
 	engine       string
-	restorer     *runtime.Restorer // direct engine: CRIU waiting for the images
-	pageServer   string            // post-copy: the source's page server, host:port
-	nonce        string            // the runc engine's go-live hook credential ("" without a hook)
-	switched     bool              // the address was taken inside the restore
-	switchTook   time.Duration     // how long steering took there
+	restorer     *runtime.Restorer  // direct engine: CRIU waiting for the images
+	pageServer   string             // post-copy: the source's page server, host:port
+	busy         chan struct{}      // closed when the image stream's handler returns
+	cancel       context.CancelFunc // stops that handler (an abort)
+	nonce        string             // the runc engine's go-live hook credential ("" without a hook)
+	switched     bool               // the address was taken inside the restore
+	switchTook   time.Duration      // how long steering took there
 }
 
 // faults lets tests break a migration at a chosen point, on the real path.
