@@ -116,9 +116,6 @@ func (b Binary) StartWorker(o WorkerOpts) (*Worker, error) {
 	return w, nil
 }
 
-// Pid is the worker's process id.
-func (w *Worker) Pid() int { return w.cmd.Process.Pid }
-
 // Notify is called for each of CRIU's notifications ("pre-dump",
 // "network-lock", "setup-namespaces", "pre-resume", "post-restore", ...);
 // pid is the restored root task where CRIU says it. Returning an error

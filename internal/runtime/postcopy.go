@@ -61,19 +61,6 @@ func (p *PostCopy) Wait(ctx context.Context) error {
 	}
 }
 
-// Done is closed when the transfer ended.
-func (p *PostCopy) Done() <-chan struct{} { return p.done }
-
-// Pending says whether pages are still on their way.
-func (p *PostCopy) Pending() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
 // Took is how long the transfer has run (or ran).
 func (p *PostCopy) Took() time.Duration { return time.Since(p.started) }
 
