@@ -370,7 +370,7 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 		return res, fmt.Errorf("restore %s: %w (see %s)", s.Name, err, filepath.Join(rs.o.WorkDir, "restore.log"))
 	}
 	res.Pid = pid
-	start, err := procStartTime(pid)
+	_, start, err := procStat(pid)
 	if err != nil {
 		return res, fmt.Errorf("restore %s: restored init %d: %w", s.Name, pid, err)
 	}

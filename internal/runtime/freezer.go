@@ -35,9 +35,8 @@ func (r *Runtime) Freeze(name string, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	want, check := []byte("FROZEN"), f
+	want, check := frozenMark(f, v2)
 	if v2 {
-		want, check = []byte("frozen 1"), filepath.Join(filepath.Dir(f), "cgroup.events")
 		err = os.WriteFile(f, []byte("1"), 0)
 	} else {
 		err = os.WriteFile(f, []byte("FROZEN"), 0)
@@ -60,6 +59,26 @@ func (r *Runtime) Freeze(name string, timeout time.Duration) error {
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
+}
+
+// frozenMark is the file that says whether the cgroup of freezer file f is
+// frozen, and what it then contains.
+func frozenMark(f string, v2 bool) ([]byte, string) {
+	if v2 {
+		return []byte("frozen 1"), filepath.Join(filepath.Dir(f), "cgroup.events")
+	}
+	return []byte("FROZEN"), f
+}
+
+// frozen says whether the container's cgroup is frozen now.
+func (r *Runtime) frozen(name string) bool {
+	f, v2, err := r.freezerFile(name)
+	if err != nil {
+		return false
+	}
+	want, check := frozenMark(f, v2)
+	b, err := os.ReadFile(check)
+	return err == nil && bytes.Contains(b, want)
 }
 
 // Thaw resumes a frozen container.

@@ -35,37 +35,25 @@ func nsInode(pid int, ns string) (uint64, error) {
 	return st.Ino, nil
 }
 
-// procStartTime is field 22 of /proc/PID/stat (after the parenthesised
-// command, which may contain spaces).
-func procStartTime(pid int) (uint64, error) {
+// procStat returns field 3 (the state: "R", "S", "Z"...) and field 22
+// (the start time, which tells a pid's reuse) of /proc/PID/stat; the
+// fields are counted after the parenthesised command, which may contain
+// spaces.
+func procStat(pid int) (state string, start uint64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return 0, errors.New("bad stat")
+		return "", 0, errors.New("bad stat")
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 20 {
-		return 0, errors.New("bad stat")
+		return "", 0, errors.New("bad stat")
 	}
-	var v uint64
-	_, err = fmt.Sscan(f[19], &v)
-	return v, err
-}
-
-// procState is field 3 of /proc/PID/stat ("R", "S", "Z", ...).
-func procState(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ""
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 || i+3 > len(b) {
-		return ""
-	}
-	return string(b[i+2 : i+3])
+	_, err = fmt.Sscan(f[19], &start)
+	return f[0], start, err
 }
 
 func writeJSON(path string, v any) error {
@@ -93,14 +81,11 @@ func (r *Runtime) readDirect(name string) (directState, bool) {
 
 // directStatus says whether the recorded init still runs.
 func (r *Runtime) directStatus(name string, d directState) string {
-	if st, err := procStartTime(d.Pid); err != nil || st != d.StartTime || procState(d.Pid) == "Z" {
+	if state, start, err := procStat(d.Pid); err != nil || start != d.StartTime || state == "Z" {
 		return "stopped"
 	}
-	if f, v2, err := r.freezerFile(name); err == nil {
-		b, _ := os.ReadFile(f)
-		if (!v2 && strings.TrimSpace(string(b)) == "FROZEN") || (v2 && strings.TrimSpace(string(b)) == "1") {
-			return "paused"
-		}
+	if r.frozen(name) {
+		return "paused"
 	}
 	return "running"
 }
