@@ -91,6 +91,19 @@ func (r *Runtime) bundleConfig(name string) (*specs.Spec, error) {
 	return &s, nil
 }
 
+// bindMounts maps each bind mount of the container, by its place in the
+// container, to what CRIU should find there: at a dump the place itself
+// (an external mount), at a restore the host path to bind.
+func bindMounts(cfg *specs.Spec, target func(specs.Mount) string) []*rpc.ExtMountMap {
+	var out []*rpc.ExtMountMap
+	for _, m := range cfg.Mounts {
+		if m.Type == "bind" {
+			out = append(out, &rpc.ExtMountMap{Key: proto.String(m.Destination), Val: proto.String(target(m))})
+		}
+	}
+	return out
+}
+
 func (r *Runtime) rootfs(name string) string { return filepath.Join(r.BundleDir(name), "rootfs") }
 
 // Dumper is a dump prepared while the container runs.
@@ -165,11 +178,7 @@ func (r *Runtime) PrepareDump(ctx context.Context, name string, o DirectOpts) (*
 		opts.Ps = &rpc.CriuPageServerInfo{Port: proto.Int32(int32(o.PageServerPort))}
 		opts.NotifyScripts = proto.Bool(true) // for "status-ready"
 	}
-	for _, m := range cfg.Mounts {
-		if m.Type == "bind" {
-			opts.ExtMnt = append(opts.ExtMnt, &rpc.ExtMountMap{Key: proto.String(m.Destination), Val: proto.String(m.Destination)})
-		}
-	}
+	opts.ExtMnt = bindMounts(cfg, func(m specs.Mount) string { return m.Destination })
 	if cfg.Linux != nil {
 		for _, p := range cfg.Linux.MaskedPaths {
 			if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", st.Pid, p)); err == nil && !fi.IsDir() {
@@ -231,6 +240,7 @@ type Restorer struct {
 	work   *os.File
 	root   string // the rootfs bind-mounted where CRIU wants it
 	netnsF *os.File
+	binds  []*rpc.ExtMountMap // the container's bind mounts, from its bundle
 	once   sync.Once
 }
 
@@ -264,6 +274,8 @@ func (r *Runtime) PrepareRestore(s Spec, o DirectOpts) (_ *Restorer, err error) 
 	if rs.work, err = os.Open(o.WorkDir); err != nil {
 		return nil, err
 	}
+	// Read now, not while the container is frozen.
+	rs.binds = bindMounts(cfg, func(m specs.Mount) string { return m.Source })
 	if err := makeMountpoints(r.rootfs(s.Name), cfg.Mounts); err != nil {
 		return nil, err
 	}
@@ -302,10 +314,6 @@ func (r *Runtime) PrepareRestore(s Spec, o DirectOpts) (_ *Restorer, err error) 
 func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Restored, err error) {
 	defer rs.Close()
 	s, r := rs.spec, rs.r
-	cfg, err := r.bundleConfig(s.Name)
-	if err != nil {
-		return res, err
-	}
 	opts := &rpc.CriuOpts{
 		ImagesDirFd:       proto.Int32(-1),
 		ImagesDir:         proto.String(rs.o.ImagesDir),
@@ -325,12 +333,7 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 		// unlocking it again is time with the container stopped.
 		NetworkLock: rpc.CriuNetworkLockMethod_SKIP.Enum(),
 		InheritFd:   []*rpc.InheritFd{{Key: proto.String(netnsKey), Fd: proto.Int32(criu.FirstFileFD)}},
-		ExtMnt:      []*rpc.ExtMountMap{{Key: proto.String("/dev/null"), Val: proto.String("/dev/null")}},
-	}
-	for _, m := range cfg.Mounts {
-		if m.Type == "bind" {
-			opts.ExtMnt = append(opts.ExtMnt, &rpc.ExtMountMap{Key: proto.String(m.Destination), Val: proto.String(m.Source)})
-		}
+		ExtMnt:      append([]*rpc.ExtMountMap{{Key: proto.String("/dev/null"), Val: proto.String("/dev/null")}}, rs.binds...),
 	}
 	var fds []string
 	if b, err := os.ReadFile(filepath.Join(rs.o.ImagesDir, descriptorsName)); err == nil {
