@@ -124,12 +124,9 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceH
 	if err := a.validate(&s); err != nil {
 		return err
 	}
-	switch req.Engine {
-	case "":
-		req.Engine = EngineDirect
-	case EngineDirect, EngineRunc:
-	default:
-		return fmt.Errorf("%w: engine %q", ErrBadRequest, req.Engine)
+	var err error
+	if req.Engine, err = engine(req.Engine); err != nil {
+		return err
 	}
 	e, err := a.reserve(s, StateIncoming)
 	if err != nil {

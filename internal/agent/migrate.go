@@ -70,6 +70,17 @@ const (
 	EngineRunc   = "runc"
 )
 
+// engine checks a requested engine; "" is the default, direct.
+func engine(name string) (string, error) {
+	switch name {
+	case "":
+		return EngineDirect, nil
+	case EngineDirect, EngineRunc:
+		return name, nil
+	}
+	return "", fmt.Errorf("%w: engine %q (direct or runc)", ErrBadRequest, name)
+}
+
 // PrepareRequest pre-stages an incoming container on the destination.
 type PrepareRequest struct {
 	Spec         ContainerSpec `json:"spec"`
@@ -116,12 +127,9 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	if req.QuiesceSignal < 0 || req.QuiesceSignal > 64 || req.DrainTimeoutMs < 0 {
 		return nil, fmt.Errorf("%w: quiesce_signal must be 0-64 and drain_timeout_ms >= 0", ErrBadRequest)
 	}
-	switch req.Engine {
-	case "":
-		req.Engine = EngineDirect
-	case EngineDirect, EngineRunc:
-	default:
-		return nil, fmt.Errorf("%w: engine %q (direct or runc)", ErrBadRequest, req.Engine)
+	var err error
+	if req.Engine, err = engine(req.Engine); err != nil {
+		return nil, err
 	}
 	if req.Engine == EngineRunc && a.rt.RestoredDirectly(name) {
 		return nil, fmt.Errorf("%w: container %s was restored by the direct engine and runc does not know it; migrate it with the direct engine", ErrConflict, name)

@@ -197,18 +197,16 @@ func (s *localSource) Checkpoint(ctx context.Context, images string) (int64, err
 			return 0, fmt.Errorf("lock %s: %w", s.spec.Name, err)
 		}
 	}
+	d := s.dumper // the direct engine's, consumed by its dump
+	s.dumper = nil
 	switch {
 	case s.port > 0:
-		d := s.dumper
-		s.dumper = nil
 		pc, err := d.DumpPostCopy(ctx)
 		if err != nil {
 			return 0, err
 		}
 		s.pages = pc
 	case s.direct():
-		d := s.dumper
-		s.dumper = nil
 		if err := d.Dump(ctx); err != nil {
 			return 0, err
 		}
