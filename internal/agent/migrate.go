@@ -138,19 +138,10 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	a.mu.Lock()
-	e, ok := a.containers[name]
-	switch {
-	case !ok:
-		a.mu.Unlock()
-		return nil, fmt.Errorf("%w: container %s on %s", ErrNotFound, name, a.cfg.Name)
-	case e.info.State != StateRunning:
-		a.mu.Unlock()
-		return nil, fmt.Errorf("%w: container %s is %s", ErrConflict, name, e.info.State)
+	e, spec, err := a.claim(name)
+	if err != nil {
+		return nil, err
 	}
-	e.info.State = StateMigrating
-	spec := e.info.ContainerSpec
-	a.mu.Unlock()
 
 	dir := filepath.Join(a.cfg.ImagesDir, name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	src := &localSource{a: a, spec: spec, req: req, dir: dir}
@@ -195,6 +186,22 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 		_ = a.discard(context.Background(), name)
 	}
 	return rec, err
+}
+
+// claim marks a running container as migrating, so nothing else takes it
+// meanwhile (a second request gets 409).
+func (a *Agent) claim(name string) (*entry, ContainerSpec, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.containers[name]
+	switch {
+	case !ok:
+		return nil, ContainerSpec{}, fmt.Errorf("%w: container %s on %s", ErrNotFound, name, a.cfg.Name)
+	case e.info.State != StateRunning:
+		return nil, ContainerSpec{}, fmt.Errorf("%w: container %s is %s", ErrConflict, name, e.info.State)
+	}
+	e.info.State = StateMigrating
+	return e, e.info.ContainerSpec, nil
 }
 
 func (a *Agent) setState(e *entry, state string) {
@@ -342,19 +349,10 @@ func (e *keptLogsError) Unwrap() error { return e.err }
 // switch and pre-staging, measured on the same container. Its clients see
 // a pause and keep their connections.
 func (a *Agent) Reference(ctx context.Context, name string) (runtime.Reference, error) {
-	a.mu.Lock()
-	e, ok := a.containers[name]
-	switch {
-	case !ok:
-		a.mu.Unlock()
-		return runtime.Reference{}, fmt.Errorf("%w: container %s on %s", ErrNotFound, name, a.cfg.Name)
-	case e.info.State != StateRunning:
-		a.mu.Unlock()
-		return runtime.Reference{}, fmt.Errorf("%w: container %s is %s", ErrConflict, name, e.info.State)
+	e, spec, err := a.claim(name)
+	if err != nil {
+		return runtime.Reference{}, err
 	}
-	e.info.State = StateMigrating
-	spec := e.info.ContainerSpec
-	a.mu.Unlock()
 	dir := filepath.Join(a.cfg.ImagesDir, "ref-"+name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	ref, err := a.rt.CheckpointRestoreInPlace(ctx, a.runtimeSpec(spec), dir)
 	if err != nil {
