@@ -9,6 +9,9 @@
 #   - CRIU >= 4.2 (scripts/install-criu.sh)
 #   - bpffs mounted at /sys/fs/bpf (the eBPF switch pins its maps there)
 #   - /etc/criu/runc.conf with `network-lock nftables`
+#   - on hosts whose root lacks CAP_SYS_RESOURCE: gcc, and the CRIU prlimit
+#     shim built from scripts/criu-prlimit.c into /opt/containerflow/lib
+#     (without it CRIU cannot dump processes of other users there)
 #   - fs.pipe-max-size >= 256 MiB (CRIU's post-copy page server needs it on
 #     hosts whose root lacks CAP_SYS_RESOURCE; only ever raised)
 set -euo pipefail
@@ -27,7 +30,17 @@ root=${here%/*}
 # --- Debian packages --------------------------------------------------------
 # package:command pairs; a package counts as present if dpkg says it is
 # installed and its command is in PATH.
-readonly WANT=(runc:runc iproute2:ip nftables:nft procps:ps debian-archive-keyring:)
+WANT=(runc:runc iproute2:ip nftables:nft procps:ps debian-archive-keyring:)
+# CAP_SYS_RESOURCE is bit 24 of the bounding set; without it the prlimit
+# shim below is needed, and compiled here.
+capbnd=$(awk '/^CapBnd:/ {print $2}' /proc/self/status)
+if (((16#$capbnd >> 24) & 1)); then
+	need_shim=
+else
+	need_shim=1
+	WANT+=(gcc:gcc libc6-dev:)
+fi
+readonly WANT
 pkgs=()
 for pc in "${WANT[@]}"; do pkgs+=("${pc%%:*}"); done
 declare -A installed=()
@@ -96,6 +109,27 @@ fi
 
 # --- CRIU -----------------------------------------------------------------------
 bash "$here/install-criu.sh"
+
+# --- CRIU prlimit shim ------------------------------------------------------------
+# See scripts/criu-prlimit.c. Rebuilt when its source changes.
+shim=/opt/containerflow/lib/criu-prlimit.so
+if [[ -n $need_shim ]]; then
+	src=$here/criu-prlimit.c
+	sum=$(sha256sum "$src" | cut -d' ' -f1)
+	if [[ -f $shim && $(cat "$shim.sha256" 2>/dev/null) == "$sum" ]]; then
+		say "criu prlimit shim: $shim (root lacks CAP_SYS_RESOURCE)"
+	else
+		mkdir -p "${shim%/*}"
+		tmp=$(mktemp "$shim.XXXXXX")
+		gcc -O2 -Wall -shared -fPIC -o "$tmp" "$src" -ldl || { rm -f "$tmp"; die "cannot build $shim from $src"; }
+		chmod 0755 "$tmp"
+		mv -f "$tmp" "$shim"
+		echo "$sum" >"$shim.sha256"
+		say "criu prlimit shim: built $shim (root lacks CAP_SYS_RESOURCE: CRIU needs it to dump processes of other users)"
+	fi
+else
+	say "criu prlimit shim: not needed (root has CAP_SYS_RESOURCE)"
+fi
 
 # --- bpffs ------------------------------------------------------------------------
 if awk '$2 == "/sys/fs/bpf" && $3 == "bpf" {f = 1} END {exit !f}' /proc/mounts; then

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // PrivatePath is where scripts/install-criu.sh puts its wrapper.
@@ -62,6 +64,45 @@ func ParseVersion(out string) (Version, error) {
 type Binary struct {
 	Path    string
 	Version Version
+	// Preload is a library CRIU is run with (LD_PRELOAD): the prlimit
+	// shim on hosts whose root lacks CAP_SYS_RESOURCE; see PrlimitShim.
+	Preload string
+}
+
+// PrlimitShim is built by scripts/bootstrap.sh from
+// scripts/criu-prlimit.c on hosts whose root lacks CAP_SYS_RESOURCE.
+// There the kernel refuses CRIU a read of the resource limits of a process
+// of another user, so every server that drops privileges fails to dump;
+// the shim answers that one read from /proc/PID/limits.
+const PrlimitShim = "/opt/containerflow/lib/criu-prlimit.so"
+
+// HasSysResource reports whether this process holds CAP_SYS_RESOURCE.
+func HasSysResource() (bool, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false, fmt.Errorf("capget: %w", err)
+	}
+	return data[unix.CAP_SYS_RESOURCE/32].Effective&(1<<(unix.CAP_SYS_RESOURCE%32)) != 0, nil
+}
+
+// withShim sets Preload where the host needs the prlimit shim and has it.
+func (b Binary) withShim() Binary {
+	if ok, err := HasSysResource(); err == nil && !ok {
+		if _, err := os.Stat(PrlimitShim); err == nil {
+			b.Preload = PrlimitShim
+		}
+	}
+	return b
+}
+
+// Command returns a command running this CRIU with args.
+func (b Binary) Command(args ...string) *exec.Cmd {
+	cmd := exec.Command(b.Path, args...)
+	if b.Preload != "" {
+		cmd.Env = append(os.Environ(), "LD_PRELOAD="+b.Preload)
+	}
+	return cmd
 }
 
 // Candidate is one place Find looked at, with what it found there.
@@ -96,7 +137,7 @@ func Find(ctx context.Context) (Binary, []Candidate, error) {
 		}
 		cands = append(cands, c)
 		if c.Err == nil {
-			return Binary{Path: p, Version: c.Version}, cands, nil
+			return Binary{Path: p, Version: c.Version}.withShim(), cands, nil
 		}
 	}
 	return Binary{}, cands, ErrNotFound
@@ -108,7 +149,7 @@ func At(ctx context.Context, path string) (Binary, error) {
 	if err != nil {
 		return Binary{}, err
 	}
-	return Binary{Path: path, Version: v}, nil
+	return Binary{Path: path, Version: v}.withShim(), nil
 }
 
 func versionOf(ctx context.Context, path string) (Version, error) {

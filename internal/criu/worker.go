@@ -77,7 +77,7 @@ func (b Binary) StartWorker(o WorkerOpts) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(b.Path, "swrk", "3")
+	cmd := b.Command("swrk", "3")
 	cmd.ExtraFiles = append([]*os.File{srv}, o.Files...)
 	if o.Stderr != nil { // a nil *os.File would close CRIU's fd 2, not discard it
 		cmd.Stderr = o.Stderr
@@ -172,7 +172,7 @@ func (w *Worker) do(ctx context.Context, t rpc.CriuReqType, opts *rpc.CriuOpts, 
 			if e := resp.GetCrErrno(); e != 0 {
 				msg += fmt.Sprintf(": %v", syscall.Errno(e))
 			}
-			if s := resp.GetCrErrmsg(); s != "" {
+			if s := resp.GetCrErrmsg(); s != "" && !isHarmless(s) {
 				msg += ": " + strings.TrimSpace(s)
 			}
 			w.wait()

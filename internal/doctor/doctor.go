@@ -52,6 +52,7 @@ func Checks() []Check {
 		{Name: "runc", Required: true, Fix: bootstrapFix + "; package runc", Run: checkCommand("runc", "--version")},
 		{Name: "CRIU >= 4.2", Required: true, Fix: bootstrapFix + ", or set CFLOW_CRIU=/path/to/criu", Run: checkCRIUVersion},
 		{Name: "post-copy (fs.pipe-max-size)", Required: false, Fix: bootstrapFix + " (raises it to 256 MiB); without it migrations are stop-and-copy only", Run: checkPostCopy},
+		{Name: "checkpoint of non-root processes", Required: false, Fix: bootstrapFix + " (builds the CRIU prlimit shim); without it only containers whose processes all run as root can migrate", Run: checkOtherUsers},
 		{Name: "criu check", Required: true, Fix: "see the output above; CRIU needs root and a kernel with CONFIG_CHECKPOINT_RESTORE", Run: checkCRIU},
 	}
 }
@@ -246,6 +247,30 @@ func checkPostCopy(context.Context) (string, error) {
 	}
 	b, _ := os.ReadFile(criu.PipeMaxSizeFile)
 	return "fs.pipe-max-size " + strings.TrimSpace(string(b)), nil
+}
+
+// checkOtherUsers: CRIU reads every task's resource limits, which the
+// kernel allows for another user's process only with CAP_SYS_RESOURCE.
+// Where root lacks it, the prlimit shim stands in (see criu.PrlimitShim).
+func checkOtherUsers(ctx context.Context) (string, error) {
+	ok, err := criu.HasSysResource()
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		return "root has CAP_SYS_RESOURCE", nil
+	}
+	b, _, err := criu.Find(ctx)
+	if err != nil {
+		return "", err
+	}
+	if b.Preload == "" {
+		return "", fmt.Errorf("root lacks CAP_SYS_RESOURCE and %s is missing: CRIU fails on any process not run by root (\"Can't get rlimit 0: Operation not permitted\")", criu.PrlimitShim)
+	}
+	if out, err := b.Command("--version").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("CRIU with %s preloaded does not start: %v: %s", b.Preload, err, oneLine(string(out)))
+	}
+	return "root lacks CAP_SYS_RESOURCE; CRIU runs with " + b.Preload, nil
 }
 
 func checkCRIU(ctx context.Context) (string, error) {

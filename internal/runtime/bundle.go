@@ -22,7 +22,11 @@ type Spec struct {
 	Netns string   `json:"netns"` // path of the network namespace to join
 	// Binds are extra read-only bind mounts, host path -> container path
 	// (the project's own binaries, for instance).
-	Binds []Bind `json:"binds,omitempty"`
+	Binds     []Bind    `json:"binds,omitempty"`
+	User      User      `json:"user"`
+	Rlimits   []Rlimit  `json:"rlimits,omitempty"` // on top of the defaults; see rlimits
+	Volumes   []Volume  `json:"volumes,omitempty"`
+	Resources Resources `json:"resources"`
 	// ActionScript, when set, is run by CRIU at every step of a restore of
 	// this bundle (CRIU's action-script option); see CRIUConfig.
 	ActionScript string `json:"action_script,omitempty"`
@@ -76,10 +80,42 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("%w: bind %s:%s needs absolute paths", ErrBadSpec, b.Source, b.Target)
 		}
 	}
+	for _, v := range s.Volumes {
+		if err := v.validate(); err != nil {
+			return err
+		}
+	}
+	if err := s.Resources.validate(); err != nil {
+		return err
+	}
+	if _, err := s.rlimits(); err != nil {
+		return err
+	}
+	if s.Cwd != "" && !filepath.IsAbs(s.Cwd) {
+		return fmt.Errorf("%w: working directory %q needs an absolute path", ErrBadSpec, s.Cwd)
+	}
 	if s.ActionScript != "" && !filepath.IsAbs(s.ActionScript) {
 		return fmt.Errorf("%w: action script %q needs an absolute path", ErrBadSpec, s.ActionScript)
 	}
 	return nil
+}
+
+// mergeEnv returns base with over applied, the last value of a name
+// winning, in first-seen order: a process would see the first of two
+// duplicates (glibc's getenv), not the one the user gave last.
+func mergeEnv(base, over []string) []string {
+	var out []string
+	at := map[string]int{}
+	for _, e := range append(append([]string(nil), base...), over...) {
+		k, _, _ := cutEnv(e)
+		if i, ok := at[k]; ok {
+			out[i] = e
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, e)
+	}
+	return out
 }
 
 func cutEnv(e string) (string, string, bool) {
@@ -140,6 +176,13 @@ func writeBundle(dir string, s Spec, cgroupsPath string) error {
 	for _, b := range s.Binds {
 		binds = append(binds, roBind(b.Source, b.Target))
 	}
+	for _, v := range s.Volumes {
+		mode := "rw"
+		if v.ReadOnly {
+			mode = "ro"
+		}
+		binds = append(binds, specs.Mount{Destination: v.Target, Type: "bind", Source: v.Source, Options: []string{"rbind", mode}})
+	}
 	for _, d := range RWDirs {
 		p := filepath.Join(RWDir(dir), d.Name)
 		if err := os.MkdirAll(p, 0o755); err != nil {
@@ -169,7 +212,11 @@ func writeBundle(dir string, s Spec, cgroupsPath string) error {
 	if err := os.WriteFile(filepath.Join(dir, criuConfName), []byte(s.CRIUConfig()), 0o644); err != nil {
 		return err
 	}
-	cfg := ociConfig(s, cgroupsPath, devDir, binds)
+	rl, err := s.rlimits()
+	if err != nil {
+		return err
+	}
+	cfg := ociConfig(s, cgroupsPath, devDir, binds, rl)
 	cfg.Annotations = map[string]string{"org.criu.config": filepath.Join(dir, criuConfName)}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -239,7 +286,7 @@ func modeBits(m uint64) os.FileMode {
 var maskedDirs = []string{"/sys/firmware"}
 
 // ociConfig follows `runc spec` defaults where it can; what differs says why.
-func ociConfig(s Spec, cgroupsPath, devDir string, binds []specs.Mount) *specs.Spec {
+func ociConfig(s Spec, cgroupsPath, devDir string, binds []specs.Mount, rlimits []Rlimit) *specs.Spec {
 	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_NET_RAW",
 		"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_AUDIT_WRITE", "CAP_SYS_CHROOT"}
 	env := []string{
@@ -262,20 +309,34 @@ func ociConfig(s Spec, cgroupsPath, devDir string, binds []specs.Mount) *specs.S
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 	}
 	mounts = append(mounts, binds...)
+	var rl []specs.POSIXRlimit
+	for _, l := range rlimits {
+		rl = append(rl, specs.POSIXRlimit{Type: l.Type, Soft: l.Soft, Hard: l.Hard})
+	}
+	pcaps := &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
+	if s.User.UID != 0 {
+		// As docker does: a non-root user gets no capabilities, only the
+		// bounding set (what a setuid program could regain).
+		pcaps = &specs.LinuxCapabilities{Bounding: caps}
+	}
+	res := &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}
+	if m := s.Resources.MemoryBytes; m > 0 {
+		res.Memory = &specs.LinuxMemory{Limit: &m}
+	}
+	if q := s.Resources.cpuQuota(); q > 0 {
+		p := uint64(cpuPeriod)
+		res.CPU = &specs.LinuxCPU{Quota: &q, Period: &p}
+	}
 	return &specs.Spec{
 		Version:  specs.Version,
 		Hostname: s.Name,
 		Process: &specs.Process{
-			User: specs.User{UID: 0, GID: 0},
-			Args: s.Args,
-			Env:  append(env, s.Env...),
-			Cwd:  cwd,
-			Capabilities: &specs.LinuxCapabilities{
-				Bounding: caps, Effective: caps, Permitted: caps,
-			},
-			// The agent cannot raise limits (no CAP_SYS_RESOURCE here), so
-			// stay within runc spec's defaults.
-			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			User:            specs.User{UID: s.User.UID, GID: s.User.GID},
+			Args:            s.Args,
+			Env:             mergeEnv(env, s.Env),
+			Cwd:             cwd,
+			Capabilities:    pcaps,
+			Rlimits:         rl,
 			NoNewPrivileges: true,
 		},
 		// CRIU needs to create a temporary directory in the root.
@@ -283,9 +344,7 @@ func ociConfig(s Spec, cgroupsPath, devDir string, binds []specs.Mount) *specs.S
 		Mounts: mounts,
 		Linux: &specs.Linux{
 			CgroupsPath: cgroupsPath,
-			Resources: &specs.LinuxResources{
-				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
-			},
+			Resources:   res,
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.PIDNamespace},
 				{Type: specs.IPCNamespace},

@@ -202,7 +202,7 @@ func (d *Dumper) Dump(ctx context.Context) error {
 		return err
 	}
 	if err := d.w.Dump(ctx, d.opts, nil); err != nil {
-		return fmt.Errorf("checkpoint %s: %w (see %s)", d.name, err, filepath.Join(d.work.Name(), "dump.log"))
+		return criu.Failed("checkpoint "+d.name, err, filepath.Join(d.work.Name(), "dump.log"))
 	}
 	// The copiers drain what the tasks wrote; not on the frozen path. A
 	// container left stopped keeps its log until it is deleted or resumed.
@@ -288,7 +288,7 @@ func (r *Runtime) PrepareRestore(s Spec, o DirectOpts) (_ *Restorer, err error) 
 	if err := unix.Mount(r.rootfs(s.Name), rs.root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return nil, fmt.Errorf("bind rootfs of %s: %w", s.Name, err)
 	}
-	cgs, err := r.makeCgroups(s.Name)
+	cgs, err := r.makeCgroups(s)
 	if err != nil {
 		return nil, err
 	}
@@ -370,7 +370,7 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 	}
 	pid, err := rs.w.Restore(ctx, opts, notify)
 	if err != nil {
-		return res, fmt.Errorf("restore %s: %w (see %s)", s.Name, err, filepath.Join(rs.o.WorkDir, "restore.log"))
+		return res, criu.Failed("restore "+s.Name, err, filepath.Join(rs.o.WorkDir, "restore.log"))
 	}
 	res.Pid = pid
 	_, start, err := procStat(pid)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -68,12 +69,21 @@ func cgroupV1Hierarchies() []string {
 var allowedDevices = []string{"c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
 	"c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"}
 
-// makeCgroups creates the container's cgroups as runc would (cgroup v1)
-// and returns their directories.
-func (r *Runtime) makeCgroups(name string) ([]string, error) {
+// makeCgroups creates the container's cgroups as runc would (cgroup v1),
+// with its limits, and returns their directories.
+func (r *Runtime) makeCgroups(s Spec) ([]string, error) {
+	limits := map[string]string{}
+	if m := s.Resources.MemoryBytes; m > 0 {
+		limits["memory.limit_in_bytes"] = strconv.FormatInt(m, 10)
+	}
+	if q := s.Resources.cpuQuota(); q > 0 {
+		// The period first: the kernel checks the quota against it.
+		limits["cpu.cfs_period_us"] = strconv.Itoa(cpuPeriod)
+		limits["cpu.cfs_quota_us"] = strconv.FormatInt(q, 10)
+	}
 	var dirs []string
 	for _, h := range cgroupV1Hierarchies() {
-		d := filepath.Join(cgroupRoot, h, r.cgroupsPath(name))
+		d := filepath.Join(cgroupRoot, h, r.cgroupsPath(s.Name))
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("cgroup %s: %w", d, err)
 		}
@@ -93,6 +103,15 @@ func (r *Runtime) makeCgroups(name string) ([]string, error) {
 				if err := os.WriteFile(filepath.Join(d, "devices.allow"), []byte(rule), 0); err != nil {
 					return nil, fmt.Errorf("device rule %q: %w", rule, err)
 				}
+			}
+		}
+		for _, f := range []string{"memory.limit_in_bytes", "cpu.cfs_period_us", "cpu.cfs_quota_us"} {
+			v, ok := limits[f]
+			if _, err := os.Stat(filepath.Join(d, f)); !ok || err != nil {
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(d, f), []byte(v), 0); err != nil {
+				return nil, fmt.Errorf("cgroup limit %s=%s: %w", f, v, err)
 			}
 		}
 		dirs = append(dirs, d)

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/containerflow/containerflow/internal/criu"
 	"github.com/containerflow/containerflow/internal/nsrun"
 )
 
@@ -114,7 +115,7 @@ func (d *Dumper) DumpPostCopy(ctx context.Context) (*PostCopy, error) {
 			return nil
 		})
 		if err != nil {
-			err = fmt.Errorf("post-copy of %s: %w (see %s)", d.name, err, filepath.Join(d.work.Name(), "dump.log"))
+			err = criu.Failed("post-copy of "+d.name, err, filepath.Join(d.work.Name(), "dump.log"))
 		} else {
 			d.r.detachLogLater(d.name) // the tasks are gone; their output is drained
 		}
@@ -173,7 +174,7 @@ func (r *Runtime) startLazyPages(o DirectOpts) (*PostCopy, error) {
 		return nil, err
 	}
 	defer sr.Close()
-	cmd := exec.Command(r.criu.Path, "lazy-pages", "--page-server", "--address", host, "--port", port,
+	cmd := r.criu.Command("lazy-pages", "--page-server", "--address", host, "--port", port,
 		"--images-dir", o.ImagesDir, "--work-dir", o.WorkDir, "--log-file", "lazy-pages.log",
 		"-v"+strconv.Itoa(int(*o.level())), "--status-fd", "3")
 	cmd.ExtraFiles = []*os.File{sw}
@@ -190,7 +191,7 @@ func (r *Runtime) startLazyPages(o DirectOpts) (*PostCopy, error) {
 	go func() {
 		err := cmd.Wait()
 		if err != nil {
-			err = fmt.Errorf("lazy-pages daemon: %v (see %s)", err, filepath.Join(o.WorkDir, "lazy-pages.log"))
+			err = criu.Failed("lazy-pages daemon", err, filepath.Join(o.WorkDir, "lazy-pages.log"))
 		}
 		pc.finish(err)
 	}()

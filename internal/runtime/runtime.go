@@ -52,7 +52,16 @@ func New(id, dir string, cb criu.Binary) (*Runtime, error) {
 		LogFormat: runc.JSON,
 	}
 	if cb.Path != "" {
-		r.ExtraArgs = []string{"--criu", cb.Path}
+		path := cb.Path
+		if cb.Preload != "" {
+			// runc runs CRIU itself: a wrapper gives it the preload too.
+			path = filepath.Join(dir, "criu")
+			script := fmt.Sprintf("#!/bin/sh\nLD_PRELOAD=%s exec %s \"$@\"\n", shellQuote(cb.Preload), shellQuote(cb.Path))
+			if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+				return nil, fmt.Errorf("criu wrapper: %w", err)
+			}
+		}
+		r.ExtraArgs = []string{"--criu", path}
 	}
 	return &Runtime{id: id, dir: dir, runc: r, criu: cb, logs: map[string]*logSink{}}, nil
 }
@@ -144,7 +153,7 @@ func (r *Runtime) Checkpoint(ctx context.Context, name string, o CheckpointOpts)
 		FileLocks:    true,
 	})
 	if err != nil {
-		return fmt.Errorf("checkpoint %s: %w (see %s)", name, err, filepath.Join(o.WorkDir, "dump.log"))
+		return criu.Failed("checkpoint "+name, err, filepath.Join(o.WorkDir, "dump.log"))
 	}
 	r.detachLog(name)
 	return nil
@@ -174,7 +183,7 @@ func (r *Runtime) Restore(ctx context.Context, s Spec, o CheckpointOpts) (int, e
 			PidFile:        pidFile,
 		})
 		if err != nil {
-			return fmt.Errorf("restore %s: %w (see %s)", s.Name, err, filepath.Join(o.WorkDir, "restore.log"))
+			return criu.Failed("restore "+s.Name, err, filepath.Join(o.WorkDir, "restore.log"))
 		}
 		return nil
 	})
@@ -320,3 +329,5 @@ func (r *Runtime) runcLogTail() string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return " (runc log: " + lines[len(lines)-1] + ")"
 }
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
