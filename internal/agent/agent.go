@@ -76,6 +76,11 @@ type ContainerSpec struct {
 	Args []string   `json:"args"`
 	Env  []string   `json:"env,omitempty"`
 	Cwd  string     `json:"cwd,omitempty"`
+	// Options users expect of a container runtime; see docs/containers.md.
+	User      runtime.User      `json:"user"`
+	Rlimits   []runtime.Rlimit  `json:"rlimits,omitempty"`
+	Volumes   []runtime.Volume  `json:"volumes,omitempty"`
+	Resources runtime.Resources `json:"resources"`
 }
 
 // MAC is an Ethernet address that reads and writes as xx:xx:xx:xx:xx:xx.
@@ -247,16 +252,24 @@ func (a *Agent) runtimeSpec(s ContainerSpec) runtime.Spec {
 }
 
 func (a *Agent) runtimeSpecWith(s ContainerSpec, actionScript string) runtime.Spec {
-	rs := runtime.Spec{Name: s.Name, Args: s.Args, Env: s.Env, Cwd: s.Cwd, Netns: "/run/netns/" + a.netns(s.Name), ActionScript: actionScript}
+	rs := runtime.Spec{Name: s.Name, Args: s.Args, Env: s.Env, Cwd: s.Cwd, Netns: "/run/netns/" + a.netns(s.Name), ActionScript: actionScript,
+		User: s.User, Rlimits: s.Rlimits, Volumes: s.Volumes, Resources: s.Resources}
 	if a.cfg.BinDir != "" {
 		rs.Binds = []runtime.Bind{{Source: a.cfg.BinDir, Target: "/opt/cflow/bin"}}
 	}
 	return rs
 }
 
+// validate checks a spec before anything is made for it, on the host that
+// runs it and on a migration's destination before the freeze: so a volume
+// missing or a limit too high there fails the migration early.
 func (a *Agent) validate(s *ContainerSpec) error {
-	if err := a.runtimeSpec(*s).Validate(); err != nil {
+	rs := a.runtimeSpec(*s)
+	if err := rs.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if err := rs.CheckHostPaths(); err != nil {
+		return fmt.Errorf("%w: %v on %s", ErrBadRequest, err, a.cfg.Name)
 	}
 	if !s.IP.Is4() {
 		return fmt.Errorf("%w: ip %q must be an IPv4 address", ErrBadRequest, s.IP)

@@ -65,6 +65,7 @@ func newContainerCmd(g *globals) *cobra.Command {
 	var (
 		host, name, ip, mac string
 		env                 []string
+		opts                runOpts
 	)
 	run := &cobra.Command{
 		Use:   "run --host H --name N --ip IP [--mac MAC] [--env K=V] -- CMD [ARGS...]",
@@ -81,6 +82,9 @@ cflow binaries at /opt/cflow/bin.`,
 				return fmt.Errorf("--ip %q: %w", ip, err)
 			}
 			spec := agent.ContainerSpec{Name: name, IP: addr, Args: args, Env: env}
+			if err := opts.apply(&spec); err != nil {
+				return err
+			}
 			if mac != "" {
 				hw, err := net.ParseMAC(mac)
 				if err != nil {
@@ -105,6 +109,7 @@ cflow binaries at /opt/cflow/bin.`,
 	run.Flags().StringVar(&ip, "ip", "", "container IPv4 address (198.18.0.2-254 on the testbed)")
 	run.Flags().StringVar(&mac, "mac", "", "container MAC (default 02:42 + the IP's bytes)")
 	run.Flags().StringArrayVar(&env, "env", nil, "environment variable K=V (repeatable)")
+	opts.addFlags(run.Flags())
 	for _, f := range []string{"host", "name", "ip"} {
 		_ = run.MarkFlagRequired(f)
 	}
