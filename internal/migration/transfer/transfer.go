@@ -13,6 +13,9 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // The checkpoint stream is one tar stream of several trees, each under its
@@ -58,7 +61,10 @@ func Send(trees []Tree, w io.Writer) (int64, error) {
 	return s.Close()
 }
 
-// Tree sends every directory, symlink and regular file under t.Dir.
+// Tree sends every directory, symlink and regular file under t.Dir, and
+// overlayfs whiteouts, with owner, mode, times and the xattrs that matter
+// (carriedXattr): the tree may be a container's writable layer, written by
+// processes that are not root.
 func (s *Sender) Tree(t Tree) error {
 	return filepath.WalkDir(t.Dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -75,19 +81,32 @@ func (s *Sender) Tree(t Tree) error {
 		}
 		switch {
 		case d.IsDir():
-			mode := int64(fi.Mode().Perm())
-			if fi.Mode()&os.ModeSticky != 0 {
-				mode |= 0o1000 // tar keeps Unix mode bits; Go's ModeSticky is not one
+			h, err := header(p, fi, "")
+			if err != nil {
+				return err
 			}
-			return s.tw.WriteHeader(&tar.Header{Name: name + "/", Mode: mode, Typeflag: tar.TypeDir})
+			h.Name = name + "/"
+			return s.tw.WriteHeader(h)
 		case fi.Mode()&os.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {
 				return err
 			}
-			return s.tw.WriteHeader(&tar.Header{Name: name, Linkname: target, Typeflag: tar.TypeSymlink})
+			h, err := header(p, fi, target)
+			if err != nil {
+				return err
+			}
+			h.Name = name
+			return s.tw.WriteHeader(h)
 		case fi.Mode().IsRegular():
 			return s.file(name, p)
+		case isWhiteout(fi):
+			h, err := header(p, fi, "")
+			if err != nil {
+				return err
+			}
+			h.Name = name
+			return s.tw.WriteHeader(h)
 		default:
 			// Sockets, FIFOs and devices cannot be carried; a container
 			// that keeps them in /tmp or /run gets them re-created by
@@ -95,6 +114,73 @@ func (s *Sender) Tree(t Tree) error {
 			return nil
 		}
 	})
+}
+
+// isWhiteout: overlayfs marks a file deleted from a lower layer with a
+// character device 0:0 in the upper one.
+func isWhiteout(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && fi.Mode()&os.ModeCharDevice != 0 && st.Rdev == 0
+}
+
+// carriedXattr: overlayfs keeps opaque directories and redirects in
+// trusted.overlay.*; user.* belongs to the application. Security labels
+// are the destination host's business.
+func carriedXattr(name string) bool {
+	return strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.")
+}
+
+// header describes p (owner, mode, times, xattrs) for the stream.
+func header(p string, fi fs.FileInfo, link string) (*tar.Header, error) {
+	h, err := tar.FileInfoHeader(fi, link)
+	if err != nil {
+		return nil, err
+	}
+	h.Uname, h.Gname = "", "" // numeric ids only: names differ between hosts
+	h.Format = tar.FormatPAX
+	xs, err := xattrs(p)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range xs {
+		if h.PAXRecords == nil {
+			h.PAXRecords = map[string]string{}
+		}
+		h.PAXRecords[paxXattr+k] = v
+	}
+	return h, nil
+}
+
+const paxXattr = "SCHILY.xattr."
+
+func xattrs(p string) (map[string]string, error) {
+	sz, err := unix.Llistxattr(p, nil)
+	if err != nil || sz == 0 {
+		if errors.Is(err, unix.ENOTSUP) {
+			err = nil
+		}
+		return nil, err
+	}
+	buf := make([]byte, sz)
+	if sz, err = unix.Llistxattr(p, buf); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:sz]), "\x00"), "\x00") {
+		if !carriedXattr(name) {
+			continue
+		}
+		vsz, err := unix.Lgetxattr(p, name, nil)
+		if err != nil {
+			return nil, err
+		}
+		v := make([]byte, vsz)
+		if vsz, err = unix.Lgetxattr(p, name, v); err != nil {
+			return nil, err
+		}
+		out[name] = string(v[:vsz])
+	}
+	return out, nil
 }
 
 // file sends one regular file as it is now.
@@ -108,13 +194,18 @@ func (s *Sender) file(name, p string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.tw.WriteHeader(&tar.Header{Name: name, Mode: int64(fi.Mode().Perm()), Size: fi.Size(), Typeflag: tar.TypeReg}); err != nil {
+	h, err := header(p, fi, "")
+	if err != nil {
 		return err
 	}
-	h := sha256.New()
+	h.Name = name
+	if err := s.tw.WriteHeader(h); err != nil {
+		return err
+	}
+	hs := sha256.New()
 	// Exactly the size announced: a file that grows meanwhile is sent
 	// again by Follow.
-	n, err := io.CopyN(s.tw, io.TeeReader(f, h), fi.Size())
+	n, err := io.CopyN(s.tw, io.TeeReader(f, hs), fi.Size())
 	if err != nil {
 		return fmt.Errorf("send %s: %w", name, err)
 	}
@@ -122,7 +213,7 @@ func (s *Sender) file(name, p string) error {
 	if _, ok := s.manifest[name]; !ok {
 		s.order = append(s.order, name)
 	}
-	s.manifest[name] = fmt.Sprintf("%s  %d", hex.EncodeToString(h.Sum(nil)), n)
+	s.manifest[name] = fmt.Sprintf("%s  %d", hex.EncodeToString(hs.Sum(nil)), n)
 	return nil
 }
 
@@ -150,6 +241,7 @@ func (s *Sender) Close() (int64, error) {
 func Receive(r io.Reader, dests map[string]string) (int64, error) {
 	tr := tar.NewReader(bufio.NewReaderSize(r, 1<<20))
 	got := map[string]string{}
+	var dirs []dirMeta
 	var manifest []byte
 	var total int64
 	bad := func(format string, a ...any) error {
@@ -178,26 +270,29 @@ func Receive(r io.Reader, dests map[string]string) (int64, error) {
 		dst := filepath.Join(base, filepath.FromSlash(rest))
 		switch h.Typeflag {
 		case tar.TypeDir:
-			mode := os.FileMode(h.Mode).Perm()
-			if h.Mode&0o1000 != 0 {
-				mode |= os.ModeSticky
-			}
 			if err := os.MkdirAll(dst, 0o700); err != nil {
 				return total, err
 			}
-			if err := os.Chmod(dst, mode); err != nil {
-				return total, err
-			}
+			dirs = append(dirs, dirMeta{dst, h})
+			continue // owner, mode and times once its content is in
 		case tar.TypeSymlink:
 			_ = os.Remove(dst)
 			if err := os.Symlink(h.Linkname, dst); err != nil {
+				return total, err
+			}
+		case tar.TypeChar:
+			if h.Devmajor != 0 || h.Devminor != 0 {
+				return total, bad("device %q %d:%d (only overlay whiteouts are carried)", h.Name, h.Devmajor, h.Devminor)
+			}
+			_ = os.Remove(dst)
+			if err := unix.Mknod(dst, unix.S_IFCHR, 0); err != nil {
 				return total, err
 			}
 		case tar.TypeReg:
 			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 				return total, err
 			}
-			f, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, os.FileMode(h.Mode).Perm())
+			f, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 			if err != nil {
 				return total, err
 			}
@@ -211,6 +306,16 @@ func Receive(r io.Reader, dests map[string]string) (int64, error) {
 			got[clean] = fmt.Sprintf("%s  %d", hex.EncodeToString(hs.Sum(nil)), n)
 		default:
 			return total, bad("entry %q of type %c", h.Name, h.Typeflag)
+		}
+		if err := applyMeta(dst, h); err != nil {
+			return total, err
+		}
+	}
+	// Deepest first, so setting a directory's times is not undone by
+	// work inside it.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := applyMeta(dirs[i].path, dirs[i].h); err != nil {
+			return total, err
 		}
 	}
 	if manifest == nil {
@@ -236,6 +341,51 @@ func Receive(r io.Reader, dests map[string]string) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+type dirMeta struct {
+	path string
+	h    *tar.Header
+}
+
+// applyMeta gives p the owner, xattrs, mode and times of h; in that order,
+// since a change of owner clears the set-id bits.
+func applyMeta(p string, h *tar.Header) error {
+	if err := os.Lchown(p, h.Uid, h.Gid); err != nil {
+		return err
+	}
+	for k, v := range h.PAXRecords {
+		if name, ok := strings.CutPrefix(k, paxXattr); ok && carriedXattr(name) {
+			if err := unix.Lsetxattr(p, name, []byte(v), 0); err != nil {
+				return fmt.Errorf("xattr %s of %s: %w", name, p, err)
+			}
+		}
+	}
+	if h.Typeflag != tar.TypeSymlink {
+		if err := os.Chmod(p, tarMode(h.Mode)); err != nil {
+			return err
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(h.ModTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
+	if !h.AccessTime.IsZero() {
+		ts[0] = unix.NsecToTimespec(h.AccessTime.UnixNano())
+	}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// tarMode turns tar's Unix mode bits into Go's.
+func tarMode(m int64) os.FileMode {
+	mode := os.FileMode(m).Perm()
+	if m&0o4000 != 0 {
+		mode |= os.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		mode |= os.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		mode |= os.ModeSticky
+	}
+	return mode
 }
 
 // DirSize sums the regular files of dir.
