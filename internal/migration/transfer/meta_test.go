@@ -2,8 +2,8 @@ package transfer
 
 import (
 	"archive/tar"
-	"errors"
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
