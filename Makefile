@@ -15,8 +15,10 @@ all: build
 deps:
 	@bash scripts/bootstrap.sh
 
+# Static (no cgo): the agents bind it into every container at /opt/cflow/bin,
+# and an image need not have the host's libc for it to run.
 build:
-	$(GO) build -o $(BIN) ./cmd/cflow
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/cflow
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
