@@ -23,7 +23,10 @@ type Spec struct {
 	// Binds are extra read-only bind mounts, host path -> container path
 	// (the project's own binaries, for instance).
 	Binds     []Bind    `json:"binds,omitempty"`
-	User      User      `json:"user"`
+	// RootfsLower is the unpacked image the container's root is an overlay
+	// of (see imageroot.go); empty: the host's /usr, /etc, ... read-only.
+	RootfsLower string `json:"rootfs_lower,omitempty"`
+	User        User   `json:"user"`
 	Rlimits   []Rlimit  `json:"rlimits,omitempty"` // on top of the defaults; see rlimits
 	Volumes   []Volume  `json:"volumes,omitempty"`
 	Resources Resources `json:"resources"`
@@ -91,6 +94,11 @@ func (s Spec) Validate() error {
 	if _, err := s.rlimits(); err != nil {
 		return err
 	}
+	if s.RootfsLower != "" {
+		if fi, err := os.Stat(s.RootfsLower); err != nil || !fi.IsDir() || !filepath.IsAbs(s.RootfsLower) {
+			return fmt.Errorf("%w: image root %q is not a directory on this host", ErrBadSpec, s.RootfsLower)
+		}
+	}
 	if s.Cwd != "" && !filepath.IsAbs(s.Cwd) {
 		return fmt.Errorf("%w: working directory %q needs an absolute path", ErrBadSpec, s.Cwd)
 	}
@@ -154,7 +162,11 @@ func writeBundle(dir string, s Spec, cgroupsPath string) error {
 		return err
 	}
 	var binds []specs.Mount
-	for _, d := range hostTopDirs {
+	topDirs := hostTopDirs
+	if s.RootfsLower != "" {
+		topDirs = nil // the image has its own
+	}
+	for _, d := range topDirs {
 		host := "/" + d
 		fi, err := os.Lstat(host)
 		if err != nil {
@@ -184,6 +196,9 @@ func writeBundle(dir string, s Spec, cgroupsPath string) error {
 		binds = append(binds, specs.Mount{Destination: v.Target, Type: "bind", Source: v.Source, Options: []string{"rbind", mode}})
 	}
 	for _, d := range RWDirs {
+		if s.RootfsLower != "" && d.Target != "/dev/shm" {
+			continue // in the image's writable layer, as docker has them
+		}
 		p := filepath.Join(RWDir(dir), d.Name)
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			return err

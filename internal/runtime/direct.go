@@ -276,17 +276,21 @@ func (r *Runtime) PrepareRestore(s Spec, o DirectOpts) (_ *Restorer, err error) 
 	}
 	// Read now, not while the container is frozen.
 	rs.binds = bindMounts(cfg, func(m specs.Mount) string { return m.Source })
-	if err := makeMountpoints(r.rootfs(s.Name), cfg.Mounts); err != nil {
-		return nil, err
-	}
 	// CRIU wants its root to be a mount point whose parent is not
 	// over-mounted; runc bind-mounts the rootfs for the same reason.
 	rs.root = filepath.Join(r.BundleDir(s.Name), "criu-root")
 	if err := os.MkdirAll(rs.root, 0o755); err != nil {
 		return nil, err
 	}
-	if err := unix.Mount(r.rootfs(s.Name), rs.root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return nil, fmt.Errorf("bind rootfs of %s: %w", s.Name, err)
+	// An image root is mounted by Restore, once its writable layer (and
+	// the mount points runc made in it) has arrived.
+	if s.RootfsLower == "" {
+		if err := makeMountpoints(r.rootfs(s.Name), cfg.Mounts); err != nil {
+			return nil, err
+		}
+		if err := unix.Mount(r.rootfs(s.Name), rs.root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return nil, fmt.Errorf("bind rootfs of %s: %w", s.Name, err)
+		}
 	}
 	cgs, err := r.makeCgroups(s)
 	if err != nil {
@@ -314,6 +318,11 @@ func (r *Runtime) PrepareRestore(s Spec, o DirectOpts) (_ *Restorer, err error) 
 func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Restored, err error) {
 	defer rs.Close()
 	s, r := rs.spec, rs.r
+	if s.RootfsLower != "" {
+		if err := r.mountImageRoot(s, rs.root); err != nil {
+			return res, err
+		}
+	}
 	opts := &rpc.CriuOpts{
 		ImagesDirFd:       proto.Int32(-1),
 		ImagesDir:         proto.String(rs.o.ImagesDir),

@@ -85,6 +85,11 @@ func (r *Runtime) Run(ctx context.Context, s Spec) (int, error) {
 	if err := r.freshBundle(s); err != nil {
 		return 0, err
 	}
+	if s.RootfsLower != "" {
+		if err := r.mountImageRoot(s, r.rootfs(s.Name)); err != nil {
+			return 0, err
+		}
+	}
 	return r.launch(s.Name, func(pio runc.IO, pidFile string) error {
 		_, err := r.runc.Run(ctx, s.Name, r.BundleDir(s.Name), &runc.CreateOpts{IO: pio, Detach: true, PidFile: pidFile})
 		// Unlike Create and Restore, go-runc's Run keeps our copies of the
@@ -175,6 +180,12 @@ func (r *Runtime) Restore(ctx context.Context, s Spec, o CheckpointOpts) (int, e
 	// runc owns what it restores; a record left by an earlier direct
 	// restore of this bundle would shadow it.
 	r.removeDirect(s.Name)
+	if s.RootfsLower != "" {
+		// Now that the writable layer has arrived: see imageroot.go.
+		if err := r.mountImageRoot(s, r.rootfs(s.Name)); err != nil {
+			return 0, err
+		}
+	}
 	return r.launch(s.Name, func(pio runc.IO, pidFile string) error {
 		_, err := r.runc.Restore(ctx, s.Name, bundle, &runc.RestoreOpts{
 			CheckpointOpts: runc.CheckpointOpts{ImagePath: o.ImagesDir, WorkDir: o.WorkDir, AllowOpenTCP: true, FileLocks: true},
