@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/containerflow/containerflow/internal/image"
@@ -71,11 +72,21 @@ func (a *Agent) LoadImage(ctx context.Context, r io.Reader) (image.Image, error)
 	}
 	img, err := s.Load(ctx, f.Name())
 	if err != nil {
-		return image.Image{}, imageErr(err)
+		// The temp file's name means nothing to the client.
+		return image.Image{}, imageErr(renamed{strings.ReplaceAll(err.Error(), f.Name(), "uploaded archive"), err})
 	}
 	a.log.Info("image loaded", "digest", img.Digest, "refs", img.Refs, "size", img.Size)
 	return img, nil
 }
+
+// renamed is an error with a new message that still matches its cause.
+type renamed struct {
+	msg string
+	err error
+}
+
+func (e renamed) Error() string { return e.msg }
+func (e renamed) Unwrap() error { return e.err }
 
 // StageImage makes sure an image is here, fetching it from a peer agent
 // when it is not: what a destination does before a migration.

@@ -235,10 +235,12 @@ var BusyboxApplets = []string{"sh", "ls", "cat", "echo", "sleep", "env", "id", "
 // extraFiles maps a path in the image (e.g. /opt/cflow/bin/cflow) to a
 // host file copied there with its mode.
 //
-// The image has no libc: a host binary added through extraFiles must be
-// static (Go binaries built with CGO_ENABLED=0 are, and so is cflow), or
-// it will fail to start with "not found". Busybox is taken from the
-// host (package busybox-static); the test is skipped when it is missing.
+// The image has no libc and no dynamic loader: a host binary added
+// through extraFiles must be statically linked, or it fails to start
+// with "not found". A plain `go build` of cflow is dynamically linked
+// (cgo); build the copy for the image with CGO_ENABLED=0. Busybox is
+// taken from the host (Debian package busybox-static, itself static);
+// the test is skipped when it is missing.
 func Busybox(t testing.TB, extraFiles map[string]string) v1.Image {
 	t.Helper()
 	bb := "/bin/busybox"
