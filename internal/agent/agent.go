@@ -144,6 +144,7 @@ type Agent struct {
 	containers map[string]*entry
 
 	faults faults // test-only fault injection
+	images imageStore
 }
 
 // New creates an agent and re-adopts containers a previous run left

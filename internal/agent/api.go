@@ -133,6 +133,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.Handle("POST /v1/migrations/{name}/abort", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"aborted": r.PathValue("name")}, a.abortIncoming(r.Context(), r.PathValue("name")))
 	}))
+	a.imageRoutes(mux)
 	return mux
 }
 
