@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	it "github.com/containerflow/containerflow/internal/image/imagetest"
+	"github.com/containerflow/containerflow/internal/mounts"
 )
 
 // chrootRun runs a command with root as its root directory.
@@ -55,7 +56,7 @@ func TestBusyboxImageRuns(t *testing.T) {
 	}
 }
 
-func TestMountOverlay(t *testing.T) {
+func TestOverlayOfAnImage(t *testing.T) {
 	requireRoot(t)
 	s := openStore(t)
 	img, err := s.Load(context.Background(), it.BuildBusybox(t, t.TempDir(), nil))
@@ -73,7 +74,7 @@ func TestMountOverlay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := MountOverlay(lower, upper, work, target); err != nil {
+	if err := mounts.Overlay(lower, upper, work, target); err != nil {
 		t.Fatal(err)
 	}
 	mounted := true
@@ -99,17 +100,17 @@ func TestMountOverlay(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(lower, "tmp", "new")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a write reached the lower dir: %v", err)
 	}
-	if err := UnmountOverlay(target); err != nil {
+	if err := mounts.UnmountOverlay(target); err != nil {
 		t.Fatal(err)
 	}
 	mounted = false
 	if ents, _ := os.ReadDir(target); len(ents) != 0 {
 		t.Errorf("target still shows %d entries after unmount", len(ents))
 	}
-	if err := UnmountOverlay(target); err == nil {
+	if err := mounts.UnmountOverlay(target); err == nil {
 		t.Error("a second unmount succeeded")
 	}
-	if err := MountOverlay(lower, upper+",x", work, target); err == nil {
+	if err := mounts.Overlay(lower, upper+",x", work, target); err == nil {
 		_ = unix.Unmount(target, unix.MNT_DETACH)
 		t.Error("a path with a comma was accepted")
 	}

@@ -301,7 +301,7 @@ func (s *Store) Get(refOrDigest string) (Image, error) {
 }
 
 // RootfsLayers returns the read-only lower directory of an image's root
-// filesystem, to be mounted with MountOverlay. Nothing may write to it.
+// filesystem, to be mounted with mounts.Overlay. Nothing may write to it.
 func (s *Store) RootfsLayers(refOrDigest string) (lower string, err error) {
 	img, err := s.Get(refOrDigest)
 	if err != nil {

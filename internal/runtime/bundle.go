@@ -22,14 +22,14 @@ type Spec struct {
 	Netns string   `json:"netns"` // path of the network namespace to join
 	// Binds are extra read-only bind mounts, host path -> container path
 	// (the project's own binaries, for instance).
-	Binds     []Bind    `json:"binds,omitempty"`
+	Binds []Bind `json:"binds,omitempty"`
 	// RootfsLower is the unpacked image the container's root is an overlay
 	// of (see imageroot.go); empty: the host's /usr, /etc, ... read-only.
-	RootfsLower string `json:"rootfs_lower,omitempty"`
-	User        User   `json:"user"`
-	Rlimits   []Rlimit  `json:"rlimits,omitempty"` // on top of the defaults; see rlimits
-	Volumes   []Volume  `json:"volumes,omitempty"`
-	Resources Resources `json:"resources"`
+	RootfsLower string    `json:"rootfs_lower,omitempty"`
+	User        User      `json:"user"`
+	Rlimits     []Rlimit  `json:"rlimits,omitempty"` // on top of the defaults; see rlimits
+	Volumes     []Volume  `json:"volumes,omitempty"`
+	Resources   Resources `json:"resources"`
 	// ActionScript, when set, is run by CRIU at every step of a restore of
 	// this bundle (CRIU's action-script option); see CRIUConfig.
 	ActionScript string `json:"action_script,omitempty"`

@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
+	"github.com/containerflow/containerflow/internal/mounts"
 )
 
 // A container from an image has for root an overlay of the image's
@@ -31,12 +31,8 @@ func (r *Runtime) mountImageRoot(s Spec, target string) error {
 			return err
 		}
 	}
-	// index=off: the upper layer moves to another host, under another
-	// lower directory inode; overlayfs's index would refuse it there.
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,index=off,redirect_dir=off,metacopy=off",
-		s.RootfsLower, upperDir(bundle), overlayWorkDir(bundle))
-	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
-		return fmt.Errorf("mount the image root of %s: %w", s.Name, err)
+	if err := mounts.Overlay(s.RootfsLower, upperDir(bundle), overlayWorkDir(bundle), target); err != nil {
+		return fmt.Errorf("the image root of %s: %w", s.Name, err)
 	}
 	return nil
 }
