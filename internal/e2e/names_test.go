@@ -215,3 +215,31 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// `testbed up --no-auth`: the controller and the agents take writes
+// without a token (the seed's scripts send none), and no token file is
+// written.
+func TestNoAuthTestbed(t *testing.T) {
+	tbtest.RequireRoot(t, "the testbed")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := tbtest.Up(t, "u", testbed.Config{AgentBinary: self, NoAuth: true})
+	if _, err := os.Stat(tb.TokenFile()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("token file of a no-auth testbed: %v", err)
+	}
+	ctx := context.Background()
+	a := agent.NewClient("unix://"+tb.AgentSocket(testbed.HostA), agent.ClientOptions{})
+	info, err := a.Run(ctx, agent.ContainerSpec{Name: "s", Args: []string{"sleep", "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := controller.NewClient("unix://"+tb.ControllerSocket(), controller.ClientOptions{})
+	if err := ctl.Do(ctx, http.MethodPost, "/reinitialize", map[string]any{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if av, err := ctl.Address(ctx, info.IP); err != nil || av.Forward == nil || av.Forward.PortName != testbed.HostA {
+		t.Fatalf("the container's steering after /reinitialize: %+v %v", av, err)
+	}
+}
