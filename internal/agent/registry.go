@@ -150,22 +150,23 @@ func (a *Agent) forget(ctx context.Context, name string) error {
 	return fmt.Errorf("container %s removed, but its name and address stay reserved: %w", name, registryError(err))
 }
 
-// registerMove records a migrated container's new host. It runs after the
-// commit, off the migration's critical path: until it lands the registry
-// names the old host, which only delays a release from the new one.
+// registerMove records a migrated container's new host. It runs once the
+// migration has committed and its record is complete — not in the frozen
+// window, nor in the record's times — but before the migrate call answers,
+// so a client's next request (`migrate && rm`) finds the registry right.
+// A failure is only logged: the new host re-asserts its containers when
+// its agent restarts.
 func (a *Agent) registerMove(spec ContainerSpec, to string) {
 	reg := a.registry()
 	if reg == nil {
 		return
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
-		defer cancel()
-		req := controller.NameRequest{Name: spec.Name, Host: to, IP: spec.IP.String(), MAC: spec.MAC.String()}
-		if _, err := reg.Claim(ctx, req); err != nil {
-			a.log.Warn("could not record the migration in the name registry", "name", spec.Name, "to", to, "err", err)
-		}
-	}()
+	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+	defer cancel()
+	req := controller.NameRequest{Name: spec.Name, Host: to, IP: spec.IP.String(), MAC: spec.MAC.String()}
+	if _, err := reg.Claim(ctx, req); err != nil {
+		a.log.Warn("could not record the migration in the name registry", "name", spec.Name, "to", to, "err", err)
+	}
 }
 
 // claimAdopted re-asserts, in the background, that this host runs the
