@@ -81,6 +81,8 @@ type ContainerSpec struct {
 	Rlimits   []runtime.Rlimit  `json:"rlimits,omitempty"`
 	Volumes   []runtime.Volume  `json:"volumes,omitempty"`
 	Resources runtime.Resources `json:"resources"`
+
+	Lifecycle // --rm, --restart (lifecycle.go)
 }
 
 // MAC is an Ethernet address that reads and writes as xx:xx:xx:xx:xx:xx.
@@ -126,6 +128,8 @@ type ContainerInfo struct {
 	// container's memory from its previous host, on which it depends
 	// until then.
 	PagesPending bool `json:"pages_pending,omitempty"`
+
+	RunStatus // exit code, restarts (lifecycle.go)
 }
 
 type entry struct {
@@ -142,6 +146,7 @@ type Agent struct {
 
 	mu         sync.Mutex
 	containers map[string]*entry
+	admitMu    sync.Mutex // registry.go
 
 	faults faults // test-only fault injection
 	images imageStore
@@ -195,7 +200,9 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	a := &Agent{cfg: cfg, rt: rt, log: cfg.Log.With("agent", cfg.Name), containers: map[string]*entry{}}
+	rt.SetExitHandler(a.containerExited)
 	a.adopt()
+	a.adoptLifecycle()
 	return a, nil
 }
 
@@ -319,10 +326,7 @@ func (a *Agent) createNetns(s ContainerSpec) error {
 // Run starts a container: namespace, bundle, runc. It does not steer the
 // switch; whoever places the container decides that.
 func (a *Agent) Run(ctx context.Context, s ContainerSpec) (ContainerInfo, error) {
-	if err := a.validate(&s); err != nil {
-		return ContainerInfo{}, err
-	}
-	e, err := a.reserve(s, StateRunning)
+	e, unreserve, err := a.admit(ctx, &s) // name and address, fleet-wide (registry.go)
 	if err != nil {
 		return ContainerInfo{}, err
 	}
@@ -330,6 +334,7 @@ func (a *Agent) Run(ctx context.Context, s ContainerSpec) (ContainerInfo, error)
 		_ = a.rt.Delete(context.Background(), s.Name)
 		_ = cnet.Delete(a.netns(s.Name))
 		a.release(s.Name)
+		unreserve()
 		return ContainerInfo{}, err
 	}
 	if err := a.createNetns(s); err != nil {
@@ -352,6 +357,10 @@ func (a *Agent) Run(ctx context.Context, s ContainerSpec) (ContainerInfo, error)
 	e.info.Pid, e.info.Started = pid, time.Now().UTC()
 	info := e.info
 	a.mu.Unlock()
+	a.noticeExit(s.Name)
+	if now, err := a.Get(s.Name); err == nil {
+		info = now
+	}
 	a.log.Info("container started", "name", s.Name, "ip", s.IP, "pid", pid)
 	return info, nil
 }
@@ -377,7 +386,8 @@ func (a *Agent) Remove(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("%w: container %s on %s", ErrNotFound, name, a.cfg.Name)
 	}
-	return a.discard(ctx, name)
+	err := a.discard(ctx, name)
+	return errors.Join(err, a.forget(ctx, name))
 }
 
 func (a *Agent) discard(ctx context.Context, name string) error {

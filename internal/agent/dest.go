@@ -358,6 +358,7 @@ func (a *Agent) commitIncoming(ctx context.Context, name string) error {
 	e.info.Started = time.Now().UTC()
 	spec := e.info.ContainerSpec
 	a.mu.Unlock()
+	a.noticeExit(name)
 	return a.saveSpec(spec)
 }
 

@@ -172,6 +172,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	}
 	switch rec.Status {
 	case migration.StatusSuccess:
+		a.registerMove(spec, req.To)
 		a.log.Info("migrated", "name", name, "to", req.To, "time_to_ready_ms", rec.TimeToReadyMs, "total_ms", rec.TotalMs, "switched_by", rec.SwitchedBy)
 	case migration.StatusRolledBack:
 		a.mu.Lock()
@@ -184,6 +185,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	default:
 		a.log.Error("migration failed, container lost", "name", name, "to", req.To, "err", err)
 		_ = a.discard(context.Background(), name)
+		_ = a.forget(context.Background(), name)
 	}
 	return rec, err
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -66,22 +65,30 @@ func newContainerCmd(g *globals) *cobra.Command {
 		host, name, ip, mac string
 		env                 []string
 		opts                runOpts
+		life                agent.Lifecycle
 	)
 	run := &cobra.Command{
-		Use:   "run --host H --name N --ip IP [--mac MAC] [--env K=V] -- CMD [ARGS...]",
+		Use:   "run --host H --name N [--ip IP] [--mac MAC] [--env K=V] [--rm] [--restart on-failure[:N]] -- CMD [ARGS...]",
 		Short: "Run a program (any program installed on the host, or the project's own) in a container",
 		Long: `Runs CMD in a new container on host H, with its own network namespace holding
-IP and MAC on the host's uplink, and steers the switch to it. The container sees
-the host's /usr and /etc read-only, tmpfs on /tmp, /run and /var/tmp, and the
-cflow binaries at /opt/cflow/bin.`,
+IP and MAC on the host's uplink, and steers the switch to it. Names and
+addresses are unique across all hosts (the switch controller keeps them);
+without --ip a free address of the data network is allocated and printed. The
+container sees the host's /usr and /etc read-only, writable /tmp, /run,
+/var/tmp and /dev/shm that are directories of its bundle (they move with it
+when it migrates), and the cflow binaries at /opt/cflow/bin.
+
+A container whose program ends stays listed as exited, with its exit code,
+until ` + "`container rm`" + `; --rm removes it at once, --restart on-failure[:N]
+starts it again (at most N times) when it exits with a non-zero code.`,
 		Example: `  cflow container run --host hostA --name web --ip 198.18.0.2 -- python3 -m http.server 8080`,
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			addr, err := netip.ParseAddr(ip)
+			addr, err := runIP(ip)
 			if err != nil {
-				return fmt.Errorf("--ip %q: %w", ip, err)
+				return err
 			}
-			spec := agent.ContainerSpec{Name: name, IP: addr, Args: args, Env: env}
+			spec := agent.ContainerSpec{Name: name, IP: addr, Args: args, Env: env, Lifecycle: life}
 			if err := opts.apply(&spec); err != nil {
 				return err
 			}
@@ -100,17 +107,19 @@ cflow binaries at /opt/cflow/bin.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s running on %s: %s %s pid %d\n", info.Name, info.Host, info.IP, info.MAC, info.Pid)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s on %s: %s %s pid %d\n", info.Name, lsState(info), info.Host, info.IP, info.MAC, info.Pid)
 			return nil
 		},
 	}
 	run.Flags().StringVar(&host, "host", "", "host to run on (hostA, hostB)")
 	run.Flags().StringVar(&name, "name", "", "container name")
-	run.Flags().StringVar(&ip, "ip", "", "container IPv4 address (198.18.0.2-254 on the testbed)")
+	run.Flags().StringVar(&ip, "ip", "", "container IPv4 address in 198.18.0.0/24 (default: a free one, allocated)")
 	run.Flags().StringVar(&mac, "mac", "", "container MAC (default 02:42 + the IP's bytes)")
 	run.Flags().StringArrayVar(&env, "env", nil, "environment variable K=V (repeatable)")
+	run.Flags().BoolVar(&life.AutoRemove, "rm", false, "remove the container when it exits")
+	run.Flags().StringVar(&life.Restart, "restart", "", "restart policy: no, on-failure or on-failure:N")
 	opts.addFlags(run.Flags())
-	for _, f := range []string{"host", "name", "ip"} {
+	for _, f := range []string{"host", "name"} {
 		_ = run.MarkFlagRequired(f)
 	}
 
@@ -136,11 +145,7 @@ cflow binaries at /opt/cflow/bin.`,
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tHOST\tSTATE\tIP\tMAC\tPID\tCOMMAND")
 			for _, c := range all {
-				state := c.State
-				if c.PagesPending {
-					state += " (pages pending)" // post-copy: still depends on its previous host
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Name, c.Host, state, c.IP, c.MAC, c.Pid, truncate(fmt.Sprint(c.Args), 40))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Host, lsState(c), c.IP, c.MAC, lsPid(c), truncate(fmt.Sprint(c.Args), 40))
 			}
 			return tw.Flush()
 		},
@@ -166,7 +171,12 @@ cflow binaries at /opt/cflow/bin.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			h, c, err := findContainer(cmd, g, args[0])
 			if err != nil {
-				return err
+				msg, rerr := releaseStale(cmd.Context(), g, args[0], err)
+				if rerr != nil {
+					return rerr
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), msg)
+				return nil
 			}
 			if err := c.Remove(cmd.Context(), args[0]); err != nil {
 				return err

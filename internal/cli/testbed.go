@@ -153,6 +153,7 @@ func newTestbedSmokeCmd(g *globals) *cobra.Command {
 func newTestbedUpCmd(g *globals) *cobra.Command {
 	var (
 		noAgents   bool
+		noAuth     bool
 		switchKind string
 	)
 	cmd := &cobra.Command{
@@ -160,7 +161,7 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 		Short: "Create the testbed, start the switch controller (eBPF switch) and one agent per host",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind}
+			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth}
 			if !noAgents {
 				exe, err := os.Executable()
 				if err != nil {
@@ -173,10 +174,18 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "testbed %s is up with the %s switch (state in %s)\n", tb.Prefix, tb.Switch, tb.Dir())
+			if !noAgents {
+				if tb.NoAuth {
+					fmt.Fprintln(cmd.OutOrStdout(), "no auth: the controller and the agents accept writes without a token")
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "bearer token of the controller and the agents: %s\n", tb.TokenFile())
+				}
+			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&noAgents, "no-agents", false, "do not start the switch controller and the host agents")
+	cmd.Flags().BoolVar(&noAuth, "no-auth", false, "start the controller and the agents without a bearer token (the seed's scripts send none); anyone on the management network can then write")
 	cmd.Flags().StringVar(&switchKind, "switch", testbed.SwitchEBPF, "data-plane switch: ebpf (eBPF switch with its controller on "+testbed.ControllerURL()+") or bridge (Linux bridge)")
 	return cmd
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"net/http"
+	"strings"
 )
 
 // The seed controller's endpoints, with its paths and JSON bodies, so its
@@ -117,13 +118,38 @@ func (c *Controller) seedCleanup(*http.Request) (int, any, error) {
 }
 
 // seedReinitialize makes the tables what the configuration says, as after a
-// first start. Entries that already match are not touched, so traffic
+// first start, plus the steering of every registered container (see
+// reinitTarget): the seed's scripts call it between runs, and wiping the
+// containers' entries would cut every running container off until it is
+// next steered. Entries that already match are not touched, so traffic
 // through them is not interrupted.
 func (c *Controller) seedReinitialize(*http.Request) (int, any, error) {
-	if err := c.Replace(c.initial); err != nil {
+	target, skipped := c.reinitTarget()
+	if err := c.Replace(target); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, Status{Status: "success", Message: "Reinitialization complete"}, nil
+	msg := "Reinitialization complete"
+	if len(skipped) > 0 {
+		msg += "; not re-steered: " + strings.Join(skipped, "; ")
+	}
+	return http.StatusOK, Status{Status: "success", Message: msg}, nil
+}
+
+// reinitTarget is the configuration's state with every registered
+// container's address pointed at its host's port, as agents steer it. A
+// container whose host names no port is left out and reported.
+func (c *Controller) reinitTarget() (*State, []string) {
+	st := c.initial.clone()
+	var skipped []string
+	for _, op := range c.steeringOps() {
+		_, next, err := plan(c.ports, st, []Op{op}, false)
+		if err != nil {
+			skipped = append(skipped, op.IP+": "+err.Error())
+			continue
+		}
+		st = next
+	}
+	return st, skipped
 }
 
 // renameFields rewrites the field an error names into the seed's names.

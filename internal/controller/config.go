@@ -35,6 +35,11 @@ type Config struct {
 	Addresses []AddressConfig `json:"addresses,omitempty"`
 	// Services are initial load-balanced services.
 	Services []ServiceSpec `json:"services,omitempty"`
+	// ContainerNet is the prefix container addresses belong to (e.g.
+	// 198.18.0.0/24): the name registry allocates addresses from it and
+	// refuses addresses outside it. Empty: any IPv4 address is accepted
+	// and nothing is allocated.
+	ContainerNet string `json:"container_net,omitempty"`
 
 	// The seed's keys. load_balancer_ip with service_port makes a TCP
 	// service whose members are the nodes with is_lb_node; the VIP answers

@@ -46,6 +46,7 @@ type Controller struct {
 	noAuth  bool
 	started time.Time
 	metrics *apiMetrics
+	names   *registry // container names and addresses (registry.go); its own lock
 
 	mu       sync.Mutex // serialises writes; guards state and problems
 	state    *State
@@ -113,6 +114,9 @@ func (c *Controller) start() error {
 			return err
 		}
 		c.log.Info("state initialised from configuration", "addresses", len(st.Addresses), "services", len(st.Services))
+	}
+	if c.names, err = c.openRegistry(); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -59,6 +59,9 @@ func (c *Controller) Handler() http.Handler {
 	mux.Handle("PUT /v1/flood", c.write(c.putFlood))
 	mux.Handle("POST /v1/batch", c.write(c.postBatch))
 
+	// Container names and addresses (registry.go).
+	c.nameRoutes(mux)
+
 	mux.Handle("/", c.read(func(r *http.Request) (int, any, error) {
 		return 0, nil, errField(ErrNotFound, "path", "no endpoint %s %s", r.Method, r.URL.Path)
 	}))

@@ -392,11 +392,7 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 	r.adoptLogs(s.Name, rs.logs)
 	rs.logs = nil
 	// CRIU restored the init as our child (it was CRIU's sibling): reap it.
-	go func() {
-		if p, err := os.FindProcess(pid); err == nil {
-			_, _ = p.Wait()
-		}
-	}()
+	r.Watch(s.Name, pid)
 	if hookErr != nil {
 		return res, &PreResumeError{Err: hookErr}
 	}

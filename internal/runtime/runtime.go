@@ -32,8 +32,9 @@ type Runtime struct {
 	runc *runc.Runc
 	criu criu.Binary
 
-	mu   sync.Mutex
-	logs map[string]*logSink
+	mu     sync.Mutex
+	logs   map[string]*logSink
+	onExit func(name string, st ExitStatus) // exit.go
 }
 
 // New returns a runtime keeping its state under dir. The CRIU binary is
@@ -62,6 +63,11 @@ func New(id, dir string, cb criu.Binary) (*Runtime, error) {
 			}
 		}
 		r.ExtraArgs = []string{"--criu", path}
+	}
+	// Detached inits are re-parented to us, so their exit status can be
+	// had (exit.go).
+	if err := BecomeSubreaper(); err != nil {
+		return nil, fmt.Errorf("child subreaper: %w", err)
 	}
 	return &Runtime{id: id, dir: dir, runc: r, criu: cb, logs: map[string]*logSink{}}, nil
 }
@@ -135,7 +141,11 @@ func (r *Runtime) launch(name string, start func(pio runc.IO, pidFile string) er
 		_ = r.runc.Delete(context.Background(), name, &runc.DeleteOpts{Force: true})
 		return 0, err
 	}
-	return readPid(pidFile)
+	pid, err := readPid(pidFile)
+	if err == nil {
+		r.Watch(name, pid)
+	}
+	return pid, err
 }
 
 // CheckpointOpts selects what a checkpoint includes.

@@ -41,8 +41,12 @@ func (tb *Testbed) AgentSocket(host string) string {
 // TokenFile holds the bearer token of the testbed's agents.
 func (tb *Testbed) TokenFile() string { return filepath.Join(tb.Dir(), "token") }
 
-// Token reads the agents' bearer token.
+// Token reads the agents' bearer token; "" for a testbed started without
+// auth.
 func (tb *Testbed) Token() (string, error) {
+	if tb.NoAuth {
+		return "", nil
+	}
 	b, err := os.ReadFile(tb.TokenFile())
 	if err != nil {
 		return "", fmt.Errorf("testbed %s token: %w", tb.Prefix, err)
@@ -63,7 +67,10 @@ func (tb *Testbed) StartAgents(bin string) error {
 	}
 	steer := "bridge:" + tb.Prefix
 	if tb.Switch == SwitchEBPF && tb.controllerRunning() {
-		steer = ControllerURL() + "?token_file=" + tb.TokenFile()
+		steer = ControllerURL()
+		if !tb.NoAuth {
+			steer += "?token_file=" + tb.TokenFile()
+		}
 	}
 	for _, h := range Hosts {
 		dir := tb.HostDir(h)
@@ -73,7 +80,8 @@ func (tb *Testbed) StartAgents(bin string) error {
 		args := []string{"agent", "serve", "--name", h,
 			"--listen", strings.TrimPrefix(AgentURL(h), "http://"), "--socket", tb.AgentSocket(h),
 			"--state-dir", dir, "--uplink", UplinkIf, "--netns-prefix", tb.ContainerNetnsPrefix(h),
-			"--switch", steer, "--token-file", tb.TokenFile()}
+			"--switch", steer}
+		args = append(args, tb.authArgs()...)
 		for _, p := range Hosts {
 			if p != h {
 				args = append(args, "--peer", p+"="+AgentURL(p))
@@ -123,9 +131,21 @@ func waitSocket(path string, timeout time.Duration) error {
 	}
 }
 
+// authArgs are the controller's and the agents' auth flags: the testbed's
+// token file, or --no-auth (for the seed's scripts, which send no token).
+func (tb *Testbed) authArgs() []string {
+	if tb.NoAuth {
+		return []string{"--no-auth"}
+	}
+	return []string{"--token-file", tb.TokenFile()}
+}
+
 // ensureToken creates the testbed's bearer token (shared by the agents and
-// the switch controller) unless it exists.
+// the switch controller) unless it exists or the testbed runs without auth.
 func (tb *Testbed) ensureToken() error {
+	if tb.NoAuth {
+		return nil
+	}
 	if _, err := os.Stat(tb.TokenFile()); err == nil {
 		return nil
 	}

@@ -58,7 +58,7 @@ func (tb *Testbed) ControllerSocket() string { return filepath.Join(tb.SwitchDir
 // the three data ports, named after their nodes, and a forward + arp entry
 // per node.
 func ControllerConfig() *controller.Config {
-	cfg := &controller.Config{}
+	cfg := &controller.Config{ContainerNet: DataNet.String()}
 	for _, n := range Nodes {
 		p := controller.PortRef(n.Name)
 		cfg.Ports = append(cfg.Ports, controller.PortConfig{Number: n.Port, Interface: n.DataPort(), Name: n.Name})
@@ -139,8 +139,8 @@ func (tb *Testbed) StartController(bin string) error {
 	}
 	cmd := exec.Command(bin, "switch", "serve", "--name", "testbed-"+tb.Prefix, "--config", cfgPath,
 		"--pin-path", tb.PinPath(), "--state", filepath.Join(dir, "state.db"),
-		"--listen", strings.TrimPrefix(ControllerURL(), "http://"), "--socket", tb.ControllerSocket(),
-		"--token-file", tb.TokenFile())
+		"--listen", strings.TrimPrefix(ControllerURL(), "http://"), "--socket", tb.ControllerSocket())
+	cmd.Args = append(cmd.Args, tb.authArgs()...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = nsrun.Start(tb.mustNetns(Switch), cmd)

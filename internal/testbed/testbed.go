@@ -35,6 +35,10 @@ type Config struct {
 	// controller (`cflow switch serve`, eBPF switch only) and one agent per
 	// host (`cflow agent serve`) with.
 	AgentBinary string
+	// NoAuth starts the controller and the agents without a bearer token:
+	// anyone who can reach the management network may write. For the
+	// seed's scripts, which send none.
+	NoAuth bool
 }
 
 // Testbed is a handle on a built testbed. It holds no open resources, so it
@@ -44,6 +48,8 @@ type Testbed struct {
 	Created time.Time `json:"created"`
 	// Switch is SwitchEBPF or SwitchBridge.
 	Switch string `json:"switch"`
+	// NoAuth: the controller and agents accept writes without a token.
+	NoAuth bool `json:"no_auth,omitempty"`
 }
 
 // crashAfterStep makes Up stop after that many steps without cleaning up,
@@ -75,7 +81,7 @@ func Up(cfg Config) (tb *Testbed, err error) {
 		return nil, fmt.Errorf("testbed %q %w (namespaces %s); run `cflow testbed down --prefix %s` first",
 			cfg.Prefix, ErrExists, strings.Join(left, ", "), cfg.Prefix)
 	}
-	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC(), Switch: cfg.Switch}
+	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC(), Switch: cfg.Switch, NoAuth: cfg.NoAuth}
 	if err := os.MkdirAll(tb.Dir(), 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", tb.Dir(), err)
 	}
