@@ -76,6 +76,10 @@ type ContainerSpec struct {
 	Args []string   `json:"args"`
 	Env  []string   `json:"env,omitempty"`
 	Cwd  string     `json:"cwd,omitempty"`
+	// Image is what the client named (a ref or digest); ImageDigest the
+	// image the container runs from, resolved once (docs/images.md).
+	Image       string `json:"image,omitempty"`
+	ImageDigest string `json:"image_digest,omitempty"`
 	// Options users expect of a container runtime; see docs/containers.md.
 	User      runtime.User      `json:"user"`
 	Rlimits   []runtime.Rlimit  `json:"rlimits,omitempty"`
@@ -261,7 +265,7 @@ func (a *Agent) runtimeSpec(s ContainerSpec) runtime.Spec {
 
 func (a *Agent) runtimeSpecWith(s ContainerSpec, actionScript string) runtime.Spec {
 	rs := runtime.Spec{Name: s.Name, Args: s.Args, Env: s.Env, Cwd: s.Cwd, Netns: "/run/netns/" + a.netns(s.Name), ActionScript: actionScript,
-		User: s.User, Rlimits: s.Rlimits, Volumes: s.Volumes, Resources: s.Resources}
+		User: s.User, Rlimits: s.Rlimits, Volumes: s.Volumes, Resources: s.Resources, RootfsLower: a.imageRoot(s)}
 	if a.cfg.BinDir != "" {
 		rs.Binds = []runtime.Bind{{Source: a.cfg.BinDir, Target: "/opt/cflow/bin"}}
 	}
@@ -272,6 +276,9 @@ func (a *Agent) runtimeSpecWith(s ContainerSpec, actionScript string) runtime.Sp
 // runs it and on a migration's destination before the freeze: so a volume
 // missing or a limit too high there fails the migration early.
 func (a *Agent) validate(s *ContainerSpec) error {
+	if s.ImageDigest != "" && a.imageRoot(*s) == "" {
+		return fmt.Errorf("%w: image %s is not on %s", ErrBadRequest, s.ImageDigest, a.cfg.Name)
+	}
 	rs := a.runtimeSpec(*s)
 	if err := rs.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadRequest, err)
@@ -326,6 +333,9 @@ func (a *Agent) createNetns(s ContainerSpec) error {
 // Run starts a container: namespace, bundle, runc. It does not steer the
 // switch; whoever places the container decides that.
 func (a *Agent) Run(ctx context.Context, s ContainerSpec) (ContainerInfo, error) {
+	if err := a.resolveImage(&s); err != nil {
+		return ContainerInfo{}, err
+	}
 	e, unreserve, err := a.admit(ctx, &s) // name and address, fleet-wide (registry.go)
 	if err != nil {
 		return ContainerInfo{}, err

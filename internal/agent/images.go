@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/containerflow/containerflow/internal/image"
+	"github.com/containerflow/containerflow/internal/runtime"
 )
 
 // imageStore is the agent's OCI image store, under StateDir/images
@@ -33,9 +34,18 @@ func (a *Agent) ImageStore() (*image.Store, error) {
 	return a.images.s, a.images.err
 }
 
-// imageInUse says whether a container uses an image. Containers do not
-// run from images yet; the runtime integration answers here.
-func (a *Agent) imageInUse(digest string) bool { return false }
+// imageInUse says whether a container here (running, stopped or
+// arriving) runs from the image.
+func (a *Agent) imageInUse(digest string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range a.containers {
+		if e.info.ImageDigest == digest {
+			return true
+		}
+	}
+	return false
+}
 
 // imageErr maps the store's errors to the API's statuses.
 func imageErr(err error) error {
@@ -88,31 +98,97 @@ type renamed struct {
 func (e renamed) Error() string { return e.msg }
 func (e renamed) Unwrap() error { return e.err }
 
-// StageImage makes sure an image is here, fetching it from a peer agent
-// when it is not: what a destination does before a migration.
-func (a *Agent) StageImage(ctx context.Context, fromHost, digest string) (image.Image, error) {
+// PushImage makes sure host `to` has the image, sending it from this
+// agent's store when it has not: what a migration's source does before
+// anything is frozen (pre-staging; a destination keeps it, by digest, for
+// the next time). It returns the archive bytes sent, 0 if none were.
+func (a *Agent) PushImage(ctx context.Context, to, digest string) (int64, error) {
+	base, ok := a.cfg.Peers[to]
+	if !ok {
+		return 0, fmt.Errorf("%w: unknown host %q", ErrBadRequest, to)
+	}
+	peer := a.peerClient(base)
+	var apiErr *APIError
+	if _, err := peer.Image(ctx, digest); err == nil {
+		return 0, nil
+	} else if !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound {
+		return 0, fmt.Errorf("image %s on %s: %w", digest, to, err)
+	}
 	s, err := a.ImageStore()
 	if err != nil {
-		return image.Image{}, err
-	}
-	if img, err := s.Get(digest); err == nil {
-		return img, nil
-	}
-	base, ok := a.cfg.Peers[fromHost]
-	if !ok {
-		return image.Image{}, fmt.Errorf("%w: unknown host %q", ErrBadRequest, fromHost)
+		return 0, err
 	}
 	pr, pw := io.Pipe()
+	sent := make(chan int64, 1)
 	go func() {
-		_, err := a.peerClient(base).ExportImage(ctx, digest, pw)
+		n, err := s.Export(ctx, digest, pw)
+		sent <- n
 		pw.CloseWithError(err)
 	}()
-	img, err := a.LoadImage(ctx, pr)
-	pr.Close()
+	img, err := peer.LoadImage(ctx, pr)
+	pr.CloseWithError(errors.New("the destination stopped reading"))
+	n := <-sent
 	if err != nil {
-		return image.Image{}, fmt.Errorf("staging image %s from %s: %w", digest, fromHost, err)
+		return n, fmt.Errorf("pre-staging image %s on %s: %w", digest, to, err)
 	}
-	return img, nil
+	if img.Digest != digest {
+		return n, fmt.Errorf("pre-staging image %s on %s: it stored %s", digest, to, img.Digest)
+	}
+	return n, nil
+}
+
+// resolveImage turns the image a client named into the digest the
+// container runs from, and fills what the client left out from the
+// image's configuration, as docker run does: command, environment (the
+// client's wins), working directory and user.
+func (a *Agent) resolveImage(s *ContainerSpec) error {
+	if s.Image == "" {
+		return nil
+	}
+	st, err := a.ImageStore()
+	if err != nil {
+		return err
+	}
+	img, err := st.Get(s.Image)
+	if err != nil {
+		return fmt.Errorf("%w: image %q: %v", ErrBadRequest, s.Image, err)
+	}
+	s.ImageDigest = img.Digest
+	c := img.Config
+	s.Args = c.Command(s.Args)
+	if len(s.Args) == 0 {
+		return fmt.Errorf("%w: image %q has no entrypoint or command; give one", ErrBadRequest, s.Image)
+	}
+	s.Env = append(append([]string(nil), c.Env...), s.Env...)
+	if s.Cwd == "" {
+		s.Cwd = c.WorkingDir
+	}
+	if s.User == (runtime.User{}) && c.User != "" && c.User != "root" && c.User != "0" && c.User != "0:0" {
+		u, err := runtime.ParseUser(c.User)
+		if err != nil {
+			return fmt.Errorf("%w: image %q runs as user %q; names are not resolved, give --user UID[:GID]", ErrBadRequest, s.Image, c.User)
+		}
+		s.User = u
+	}
+	return nil
+}
+
+// imageRoot is the unpacked tree of the container's image on this host;
+// "" when the container has no image or the image is not here (validate
+// says which).
+func (a *Agent) imageRoot(s ContainerSpec) string {
+	if s.ImageDigest == "" {
+		return ""
+	}
+	st, err := a.ImageStore()
+	if err != nil {
+		return ""
+	}
+	lower, err := st.RootfsLayers(s.ImageDigest)
+	if err != nil {
+		return ""
+	}
+	return lower
 }
 
 // imageRoutes adds the image API. A ref holds slashes (registry/name:tag):

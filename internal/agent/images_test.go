@@ -73,11 +73,19 @@ func TestImageAPI(t *testing.T) {
 		t.Errorf("export: %d bytes (ArchiveSize %d), %v", n, img.ArchiveSize, err)
 	}
 
-	// Pre-staging: hostB fetches the image from hostA.
-	staged, err := agents["hostB"].StageImage(ctx, "hostA", img.Digest)
+	// Pre-staging: hostA sends the image to hostB, once.
+	n, err := agents["hostA"].PushImage(ctx, "hostB", img.Digest)
+	if err != nil || n != img.ArchiveSize {
+		t.Fatalf("push: %d bytes (ArchiveSize %d), %v", n, img.ArchiveSize, err)
+	}
+	if n, err := agents["hostA"].PushImage(ctx, "hostB", img.Digest); err != nil || n != 0 {
+		t.Errorf("second push sent %d bytes, %v; want none", n, err)
+	}
+	stagedStore, err := agents["hostB"].ImageStore()
 	if err != nil {
 		t.Fatal(err)
 	}
+	staged, err := stagedStore.Get(img.Digest)
 	if staged.Digest != img.Digest || len(staged.Refs) != 1 {
 		t.Errorf("staged %+v", staged)
 	}

@@ -68,7 +68,7 @@ func newContainerCmd(g *globals) *cobra.Command {
 		life                agent.Lifecycle
 	)
 	run := &cobra.Command{
-		Use:   "run --host H --name N [--ip IP] [--mac MAC] [--env K=V] [--rm] [--restart on-failure[:N]] -- CMD [ARGS...]",
+		Use:   "run --host H --name N [--ip IP] [--image REF] [--mac MAC] [--env K=V] [--rm] [--restart on-failure[:N]] -- CMD [ARGS...]",
 		Short: "Run a program (any program installed on the host, or the project's own) in a container",
 		Long: `Runs CMD in a new container on host H, with its own network namespace holding
 IP and MAC on the host's uplink, and steers the switch to it. Names and
@@ -81,8 +81,9 @@ when it migrates), and the cflow binaries at /opt/cflow/bin.
 A container whose program ends stays listed as exited, with its exit code,
 until ` + "`container rm`" + `; --rm removes it at once, --restart on-failure[:N]
 starts it again (at most N times) when it exits with a non-zero code.`,
-		Example: `  cflow container run --host hostA --name web --ip 198.18.0.2 -- python3 -m http.server 8080`,
-		Args:    cobra.MinimumNArgs(1),
+		Example: `  cflow container run --host hostA --name web --ip 198.18.0.2 -- python3 -m http.server 8080
+  cflow container run --host hostA --name app --image registry.local/app:1 --user 1000 --volume /srv/app:/data`,
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr, err := runIP(ip)
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 // runOpts are `container run`'s options beyond name, host and address,
 // named as docker and podman name them.
 type runOpts struct {
+	image            string
 	user, memory     string
 	workdir          string
 	cpus             float64
@@ -23,6 +24,7 @@ type runOpts struct {
 }
 
 func (o *runOpts) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.image, "image", "", "run from an image loaded with `cflow image load` (ref or digest); CMD then defaults to the image's")
 	fs.StringVarP(&o.user, "user", "u", "", "run as UID[:GID] (numeric)")
 	fs.StringVarP(&o.workdir, "workdir", "w", "", "working directory inside the container")
 	fs.StringArrayVar(&o.ulimits, "ulimit", nil, "resource limit NAME=SOFT[:HARD], e.g. nofile=20000 (repeatable; default nofile = the agent's own hard limit)")
@@ -35,6 +37,10 @@ func (o *runOpts) addFlags(fs *pflag.FlagSet) {
 // apply puts the options into spec; every value is checked here so a
 // typo fails before anything is sent.
 func (o *runOpts) apply(spec *agent.ContainerSpec) error {
+	spec.Image = o.image
+	if o.image == "" && len(spec.Args) == 0 {
+		return fmt.Errorf("a command is needed (after --), or an --image that has one")
+	}
 	if o.user != "" {
 		u, err := runtime.ParseUser(o.user)
 		if err != nil {

@@ -17,7 +17,7 @@ func TestRunOptions(t *testing.T) {
 	}
 	o := runOpts{user: "33:4", workdir: "/srv", ulimits: []string{"nofile=4096"}, volumes: []string{"/tmp:/data:ro"},
 		memory: "256m", cpus: 0.5, envFiles: []string{f}}
-	spec := agent.ContainerSpec{Env: []string{"A=from-flag"}}
+	spec := agent.ContainerSpec{Env: []string{"A=from-flag"}, Args: []string{"app"}}
 	if err := o.apply(&spec); err != nil {
 		t.Fatal(err)
 	}
@@ -32,14 +32,17 @@ func TestRunOptions(t *testing.T) {
 	}
 	for _, bad := range []runOpts{{user: "nobody"}, {ulimits: []string{"nofile"}}, {volumes: []string{"rel:/x"}},
 		{memory: "lots"}, {envFiles: []string{filepath.Join(t.TempDir(), "missing")}}} {
-		if err := bad.apply(&agent.ContainerSpec{}); err == nil {
+		if err := bad.apply(&agent.ContainerSpec{Args: []string{"app"}}); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
+	}
+	if err := (&runOpts{}).apply(&agent.ContainerSpec{}); err == nil {
+		t.Error("no command and no image accepted")
 	}
 	if err := os.WriteFile(f, []byte("NOEQUALS\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := (&runOpts{envFiles: []string{f}}).apply(&agent.ContainerSpec{}); err == nil || !strings.Contains(err.Error(), ":1:") {
+	if err := (&runOpts{envFiles: []string{f}}).apply(&agent.ContainerSpec{Args: []string{"app"}}); err == nil || !strings.Contains(err.Error(), ":1:") {
 		t.Errorf("bad env file line: %v", err)
 	}
 }

@@ -64,6 +64,11 @@ type Record struct {
 	// PostCopyMs runs from ready to the last page on the destination
 	// (post-copy only): until then the container depends on the source.
 	PostCopyMs float64 `json:"post_copy_ms,omitempty" kv:"post_copy_ms"`
+	// ImageStageMs and ImageStageB: sending the container's image to a
+	// destination that lacked it, before anything else (and outside
+	// TotalMs); 0 when it had it.
+	ImageStageMs float64 `json:"image_stage_ms,omitempty" kv:"image_stage_ms"`
+	ImageStageB  int64   `json:"image_stage_bytes,omitempty" kv:"image_stage_bytes"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
