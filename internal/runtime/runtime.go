@@ -32,8 +32,9 @@ type Runtime struct {
 	runc *runc.Runc
 	criu criu.Binary
 
-	mu   sync.Mutex
-	logs map[string]*logSink
+	mu     sync.Mutex
+	logs   map[string]*logSink
+	stores map[string]*logStore
 }
 
 // New returns a runtime keeping its state under dir. The CRIU binary is
@@ -54,14 +55,11 @@ func New(id, dir string, cb criu.Binary) (*Runtime, error) {
 	if cb.Path != "" {
 		r.ExtraArgs = []string{"--criu", cb.Path}
 	}
-	return &Runtime{id: id, dir: dir, runc: r, criu: cb, logs: map[string]*logSink{}}, nil
+	return &Runtime{id: id, dir: dir, runc: r, criu: cb, logs: map[string]*logSink{}, stores: map[string]*logStore{}}, nil
 }
 
 // BundleDir is where a container's bundle lives.
 func (r *Runtime) BundleDir(name string) string { return filepath.Join(r.dir, "bundles", name) }
-
-// LogPath is the file that receives a container's stdout and stderr.
-func (r *Runtime) LogPath(name string) string { return filepath.Join(r.dir, "logs", name+".log") }
 
 func (r *Runtime) cgroupsPath(name string) string { return "/containerflow/" + r.id + "/" + name }
 
@@ -74,6 +72,11 @@ func (r *Runtime) Run(ctx context.Context, s Spec) (int, error) {
 		return 0, fmt.Errorf("container %s already exists", s.Name)
 	}
 	if err := r.freshBundle(s); err != nil {
+		return 0, err
+	}
+	// A new container's log starts empty, whatever an earlier one of that
+	// name left.
+	if err := r.freshLog(s.Name, s.Log); err != nil {
 		return 0, err
 	}
 	return r.launch(s.Name, func(pio runc.IO, pidFile string) error {
@@ -166,6 +169,9 @@ func (r *Runtime) Restore(ctx context.Context, s Spec, o CheckpointOpts) (int, e
 	// runc owns what it restores; a record left by an earlier direct
 	// restore of this bundle would shadow it.
 	r.removeDirect(s.Name)
+	if err := r.setLogConfig(s.Name, s.Log); err != nil {
+		return 0, err
+	}
 	return r.launch(s.Name, func(pio runc.IO, pidFile string) error {
 		_, err := r.runc.Restore(ctx, s.Name, bundle, &runc.RestoreOpts{
 			CheckpointOpts: runc.CheckpointOpts{ImagePath: o.ImagesDir, WorkDir: o.WorkDir, AllowOpenTCP: true, FileLocks: true},
