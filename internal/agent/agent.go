@@ -76,6 +76,10 @@ type ContainerSpec struct {
 	Args []string   `json:"args"`
 	Env  []string   `json:"env,omitempty"`
 	Cwd  string     `json:"cwd,omitempty"`
+	// LogMaxBytes and LogFiles bound the container's log on each host (see
+	// docs/logs.md); zero means the defaults, 10 MiB and 3 files.
+	LogMaxBytes int64 `json:"log_max_bytes,omitempty"`
+	LogFiles    int   `json:"log_files,omitempty"`
 }
 
 // MAC is an Ethernet address that reads and writes as xx:xx:xx:xx:xx:xx.
@@ -139,6 +143,8 @@ type Agent struct {
 	containers map[string]*entry
 
 	faults faults // test-only fault injection
+
+	inLogs map[string]*logInherit // incoming containers' log history being fetched (logs.go)
 }
 
 // New creates an agent and re-adopts containers a previous run left
@@ -247,7 +253,8 @@ func (a *Agent) runtimeSpec(s ContainerSpec) runtime.Spec {
 }
 
 func (a *Agent) runtimeSpecWith(s ContainerSpec, actionScript string) runtime.Spec {
-	rs := runtime.Spec{Name: s.Name, Args: s.Args, Env: s.Env, Cwd: s.Cwd, Netns: "/run/netns/" + a.netns(s.Name), ActionScript: actionScript}
+	rs := runtime.Spec{Name: s.Name, Args: s.Args, Env: s.Env, Cwd: s.Cwd, Netns: "/run/netns/" + a.netns(s.Name), ActionScript: actionScript,
+		Log: s.logConfig()}
 	if a.cfg.BinDir != "" {
 		rs.Binds = []runtime.Bind{{Source: a.cfg.BinDir, Target: "/opt/cflow/bin"}}
 	}
@@ -363,7 +370,9 @@ func (a *Agent) Remove(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("%w: container %s on %s", ErrNotFound, name, a.cfg.Name)
 	}
-	return a.discard(ctx, name)
+	err := a.discard(ctx, name)
+	a.rt.DropLog(name)
+	return err
 }
 
 func (a *Agent) discard(ctx context.Context, name string) error {
@@ -398,14 +407,6 @@ func (a *Agent) List() []ContainerInfo {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
-}
-
-// LogPath is the file with a container's output.
-func (a *Agent) LogPath(name string) (string, error) {
-	if _, err := a.Get(name); err != nil {
-		return "", err
-	}
-	return a.rt.LogPath(name), nil
 }
 
 // Signal sends a signal to a container's init.

@@ -342,10 +342,17 @@ func (r *Runtime) AppendLog(name string, at int64, p []byte) error {
 	if st.pending == nil || st.gone {
 		return fmt.Errorf("log of %s is not held for history", name)
 	}
-	if len(m.segs) == 0 && m.end == 0 {
+	switch {
+	case len(m.segs) == 0 && m.end == 0:
 		m.end = at
-	}
-	if at != m.end {
+	case at > m.end:
+		// Rotated away on the previous host before it could be fetched:
+		// the gap is kept, in a file of its own.
+		m.end = at
+		if err := m.rotate(st.cfg); err != nil {
+			return err
+		}
+	case at < m.end:
 		return fmt.Errorf("%w: %d, log of %s ends at %d", ErrLogGap, at, name, m.end)
 	}
 	err = m.write(p, st.cfg)
@@ -473,9 +480,36 @@ func (l *Log) ReadAt(p []byte, off int64) (n int, at int64, err error) {
 			}
 			return n, off, err
 		}
-		return 0, off, io.ErrUnexpectedEOF
+		if i+1 == len(m.segs) {
+			return 0, off, io.ErrUnexpectedEOF
+		}
+		off = segEnd // a file cut short by a gap in the history
 	}
 	return 0, off, fmt.Errorf("log rotating faster than it can be read")
+}
+
+// WaitLogDropped returns once the container's log is removed from this
+// host (DropLog), or at once if it has none.
+func (r *Runtime) WaitLogDropped(ctx context.Context, name string) error {
+	r.mu.Lock()
+	st := r.stores[name]
+	r.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	for {
+		st.mu.Lock()
+		gone, ch := st.gone, st.changed
+		st.mu.Unlock()
+		if gone {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
 }
 
 // TailOffset is the offset of the start of the last n lines kept (a
