@@ -18,7 +18,8 @@ import (
 //
 //   - prepare: the destination holds the container's log (its own output,
 //     once restored, is kept apart) and fetches the source's history up to
-//     now, while the source keeps running;
+//     now, while the source keeps running (before the freeze, so that the
+//     copy does not compete with the frozen window for the CPUs);
 //   - commit: the destination fetches the rest of the source's log, which
 //     the source sends once its copy of the container is gone (no byte can
 //     follow), puts its own output after it, and tells the source to drop
@@ -250,19 +251,31 @@ func (a *Agent) inheritLogs(s ContainerSpec, from string) {
 	}
 	a.inLogs[s.Name] = h
 	a.mu.Unlock()
-	go a.fetchHistory(ctx, h, s.Name, a.peerClient(peer), from)
+	// Here, not in the background: copying up to the whole cap must not
+	// compete with the freeze for the CPUs. A history not fetched in time
+	// is fetched after the commit, from where this one stopped.
+	c := a.peerClient(peer)
+	pctx, cancel := context.WithTimeout(ctx, prepareLogTimeout)
+	next, err := a.copyHistory(pctx, c, s.Name, 0, false)
+	cancel()
+	if err != nil {
+		a.log.Info("log history not fetched before the move; fetched after it", "name", s.Name, "err", err)
+	}
+	go a.fetchHistory(ctx, h, s.Name, c, from, next)
 }
 
-func (a *Agent) fetchHistory(ctx context.Context, h *logInherit, name string, c *Client, from string) {
+// prepareLogTimeout bounds the fetch of an incoming container's history
+// at prepare time.
+const prepareLogTimeout = 5 * time.Second
+
+func (a *Agent) fetchHistory(ctx context.Context, h *logInherit, name string, c *Client, from string, next int64) {
 	defer close(h.done)
 	defer h.cancel()
-	next, err := a.copyHistory(ctx, c, name, 0, false)
-	if err == nil {
-		select {
-		case <-h.committed:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
+	var err error
+	select {
+	case <-h.committed:
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
 	if err == nil {
 		next, err = a.copyHistory(ctx, c, name, next, true)

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -65,6 +67,8 @@ func newContainerCmd(g *globals) *cobra.Command {
 	var (
 		host, name, ip, mac string
 		env                 []string
+		logMaxSize          string
+		logMaxFiles         int
 	)
 	run := &cobra.Command{
 		Use:   "run --host H --name N --ip IP [--mac MAC] [--env K=V] -- CMD [ARGS...]",
@@ -80,7 +84,12 @@ cflow binaries at /opt/cflow/bin.`,
 			if err != nil {
 				return fmt.Errorf("--ip %q: %w", ip, err)
 			}
-			spec := agent.ContainerSpec{Name: name, IP: addr, Args: args, Env: env}
+			spec := agent.ContainerSpec{Name: name, IP: addr, Args: args, Env: env, LogFiles: logMaxFiles}
+			if logMaxSize != "" {
+				if spec.LogMaxBytes, err = parseSize(logMaxSize); err != nil {
+					return fmt.Errorf("--log-max-size: %w", err)
+				}
+			}
 			if mac != "" {
 				hw, err := net.ParseMAC(mac)
 				if err != nil {
@@ -105,6 +114,8 @@ cflow binaries at /opt/cflow/bin.`,
 	run.Flags().StringVar(&ip, "ip", "", "container IPv4 address (198.18.0.2-254 on the testbed)")
 	run.Flags().StringVar(&mac, "mac", "", "container MAC (default 02:42 + the IP's bytes)")
 	run.Flags().StringArrayVar(&env, "env", nil, "environment variable K=V (repeatable)")
+	run.Flags().StringVar(&logMaxSize, "log-max-size", "", "size of each of the container's log files, e.g. 512k, 10m (default 10m)")
+	run.Flags().IntVar(&logMaxFiles, "log-max-files", 0, "log files kept per host, the one being written included (default 3)")
 	for _, f := range []string{"host", "name", "ip"} {
 		_ = run.MarkFlagRequired(f)
 	}
@@ -141,21 +152,32 @@ cflow binaries at /opt/cflow/bin.`,
 		},
 	}
 	ls.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	var (
+		follow bool
+		tail   int
+	)
 	logs := &cobra.Command{
-		Use: "logs NAME", Short: "Print a container's output", Args: cobra.ExactArgs(1),
+		Use: "logs NAME [--follow] [--tail N]", Short: "Print a container's output, from every host it ran on", Args: cobra.ExactArgs(1),
+		Long: `Prints the container's stdout and stderr, as kept on its current host: its
+whole output since it started, on whichever hosts it ran, within its log's cap
+(see docs/logs.md). --tail N starts at the last N lines. --follow goes on with
+new output until the container stops or is removed, or Ctrl-C; when the
+container migrates, it goes on on the new host from where it was.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, c, err := findContainer(cmd, g, args[0])
+			cs, err := agents(g)
 			if err != nil {
 				return err
 			}
-			b, err := c.Logs(cmd.Context(), args[0])
-			if err != nil {
-				return err
+			var hosts []*agent.Client
+			for _, h := range testbed.Hosts {
+				hosts = append(hosts, cs[h])
 			}
-			_, err = cmd.OutOrStdout().Write(b)
-			return err
+			o := agent.LogOptions{From: -1, Tail: tail, Follow: follow}
+			return agent.FollowLogs(cmd.Context(), hosts, args[0], o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
+	logs.Flags().BoolVarP(&follow, "follow", "f", false, "go on with new output, across migrations")
+	logs.Flags().IntVar(&tail, "tail", -1, "start at the last N lines (default: all that is kept)")
 	rm := &cobra.Command{
 		Use: "rm NAME", Short: "Stop and remove a container", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -172,6 +194,32 @@ cflow binaries at /opt/cflow/bin.`,
 	}
 	cmd.AddCommand(run, ls, logs, rm)
 	return cmd
+}
+
+// parseSize reads a byte count: 4096, 512k, 10m, 1g (powers of 1024; a
+// trailing "b" or "ib" is allowed).
+func parseSize(v string) (int64, error) {
+	s := strings.ToLower(strings.TrimSpace(v))
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "b"), "i")
+	mult := int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k':
+			mult = 1 << 10
+		case 'm':
+			mult = 1 << 20
+		case 'g':
+			mult = 1 << 30
+		}
+		if mult > 1 {
+			s = s[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("size %q: a number of bytes, or with k, m or g", v)
+	}
+	return n * mult, nil
 }
 
 func truncate(s string, n int) string {
