@@ -129,6 +129,9 @@ func FollowLogs(ctx context.Context, hosts []*Client, name string, o LogOptions,
 			return nil
 		case !o.Follow && !ok:
 			return fmt.Errorf("log of %s cut at offset %d", name, end)
+		case reason == LogEndGap:
+			o.From, o.Tail = end, -1 // same host, from the next byte kept
+			continue
 		case !o.Follow || reason == LogEndExited:
 			return nil
 		}

@@ -44,6 +44,7 @@ const (
 	LogEndExited   = "exited"   // the container stopped writing here and is still here: it stopped
 	LogEndLeft     = "left"     // the container left this host (migrated, removed) or is leaving
 	LogEndCanceled = "canceled" // the request ended
+	LogEndGap      = "gap"      // the reader fell more than the whole log behind: go on from the next X-Log-Start
 )
 
 // logHandoverTimeout bounds how long the source waits for its destination
@@ -128,40 +129,66 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 }
 
 // streamLog writes the log from offset off, flushing each write when
-// following; the trailers say where it ended and why.
+// following; the trailers say where it ended and why. Byte offsets stay
+// exact: a reader overtaken by the rotation (more than the whole cap
+// behind) gets its stream ended with LogEndGap, and the next request's
+// X-Log-Start says where the log goes on.
 func (a *Agent) streamLog(w http.ResponseWriter, r *http.Request, l *runtime.Log, off int64, follow bool, why func() string) {
-	if s, _ := l.State(); off < s.Start {
-		off = s.Start
+	buf := make([]byte, 32<<10)
+	s, _ := l.State()
+	// The first bytes are read before the headers say where they start.
+	n, at, err := l.ReadAt(buf[:min(int64(len(buf)), max(s.End-off, 1))], off)
+	if err != nil && err != io.EOF {
+		writeErr(w, err)
+		return
 	}
+	off = at
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Trailer", TrailerLogEnd+", "+TrailerLogReason)
 	h.Set(HeaderLogStart, strconv.FormatInt(off, 10))
 	w.WriteHeader(http.StatusOK)
-	var out io.Writer = w
-	if follow {
-		out = flushWriter{w: w, rc: http.NewResponseController(w)}
-		_ = http.NewResponseController(w).Flush() // the headers: the client knows where it starts
-	}
+	rc := http.NewResponseController(w)
 	reason := LogEndDone
-	for {
-		_, end, err := l.CopyTo(out, off)
-		off = end
-		if err != nil {
-			reason = LogEndCanceled
-			break
+	write := func(p []byte) bool {
+		if _, err := w.Write(p); err != nil {
+			return false
+		}
+		off += int64(len(p))
+		return !follow || rc.Flush() == nil
+	}
+	if !write(buf[:n]) {
+		reason = LogEndCanceled
+	}
+loop:
+	for reason == LogEndDone {
+		s, _ = l.State()
+	read:
+		for off < s.End {
+			n, at, err := l.ReadAt(buf[:min(int64(len(buf)), s.End-off)], off)
+			switch {
+			case at != off:
+				reason = LogEndGap
+				break loop
+			case !write(buf[:n]):
+				reason = LogEndCanceled
+				break loop
+			case err == io.EOF:
+				break read
+			case err != nil:
+				reason = LogEndCanceled
+				break loop
+			}
 		}
 		if !follow {
 			break
 		}
 		s, err := l.Wait(r.Context(), off)
-		if err != nil {
+		switch {
+		case err != nil:
 			reason = LogEndCanceled
-			break
-		}
-		if s.End <= off && !s.Live {
+		case s.End <= off && !s.Live:
 			reason = why()
-			break
 		}
 	}
 	h.Set(TrailerLogEnd, strconv.FormatInt(off, 10))
@@ -342,7 +369,12 @@ func (a *Agent) copyHistory(ctx context.Context, c *Client, name string, from in
 		if err != nil {
 			return from, err
 		}
-		if _, _, ok := ls.End(); ok {
+		_, reason, ok := ls.End()
+		switch {
+		case ok && reason == LogEndGap:
+			attempt = -1 // not a failure: go on from the next byte kept
+			continue
+		case ok:
 			return from, nil
 		}
 		err = io.ErrUnexpectedEOF

@@ -565,13 +565,21 @@ func (l *Log) Wait(ctx context.Context, off int64) (LogState, error) {
 }
 
 // CopyTo writes the log from offset from (or the oldest byte kept) up to
-// its current end, and returns the offsets of the first byte written and
-// after the last.
+// where it ends when called — a writer faster than w must not keep it
+// going — and returns the offsets of the first byte written and after the
+// last.
 func (l *Log) CopyTo(w io.Writer, from int64) (start, end int64, err error) {
+	s, _ := l.State()
 	buf := make([]byte, 32<<10)
 	start, off := int64(-1), from
 	for {
-		n, at, err := l.ReadAt(buf, off)
+		if off >= s.End {
+			if start < 0 {
+				start = max(off, s.Start)
+			}
+			return start, max(off, s.Start), nil
+		}
+		n, at, err := l.ReadAt(buf[:min(int64(len(buf)), s.End-off)], off)
 		if start < 0 {
 			start = at
 		}
