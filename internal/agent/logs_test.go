@@ -17,18 +17,19 @@ import (
 	"github.com/containerflow/containerflow/internal/testprog"
 )
 
-// ticker prints "line N" every 2 ms, N counting in the process's memory.
+// ticker prints "line N ........" (~50 bytes) every 2 ms, N counting in
+// the process's memory: a 4 KiB log file is full every ~0.2 s.
 const ticker = `
 import sys, time
 n = 0
 while True:
     n += 1
-    sys.stdout.write("line %d\n" % n)
+    sys.stdout.write("line %d %s\n" % (n, "." * 40))
     sys.stdout.flush()
     time.sleep(0.002)
 `
 
-// counted checks that s is lines "line N" with N going up by one, and
+// counted checks that s is lines "line N ..." with N going up by one, and
 // returns the first and last N; a last line cut short is left out.
 func counted(s string) (first, last int, err error) {
 	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
@@ -37,8 +38,12 @@ func counted(s string) (first, last int, err error) {
 		return 0, 0, fmt.Errorf("no whole line in %q", s)
 	}
 	for i, l := range strings.Split(s, "\n") {
-		n, err := strconv.Atoi(strings.TrimPrefix(l, "line "))
-		if err != nil || !strings.HasPrefix(l, "line ") {
+		f := strings.Fields(l)
+		if len(f) != 3 || f[0] != "line" {
+			return first, last, fmt.Errorf("line %d is %q", i, l)
+		}
+		n, err := strconv.Atoi(f[1])
+		if err != nil {
 			return first, last, fmt.Errorf("line %d is %q", i, l)
 		}
 		if i == 0 {
@@ -98,7 +103,7 @@ func TestLogsFollowTheContainerThereAndBack(t *testing.T) {
 		}
 	}
 	// A line printed after the follow started arrives.
-	waitFor("line 50 followed", func() bool { return strings.Contains(followed.String(), "line 50\n") })
+	waitFor("line 50 followed", func() bool { return strings.Contains(followed.String(), "line 50 ") })
 
 	for _, mv := range [][2]string{{testbed.HostA, testbed.HostB}, {testbed.HostB, testbed.HostA}} {
 		res, err := e.clients[mv[0]].Migrate(ctx, "tick", MigrateRequest{To: mv[1]})
@@ -119,12 +124,12 @@ func TestLogsFollowTheContainerThereAndBack(t *testing.T) {
 	}
 	first, last, err := counted(string(b))
 	t.Logf("log on hostA after A -> B -> A: lines %d..%d, %d bytes", first, last, len(b))
-	if err != nil || first != 1 || last < 300 {
+	if err != nil || first != 1 || last < 300 || len(b) < 4*int(spec.LogMaxBytes) {
 		t.Errorf("log after A -> B -> A: lines %d..%d: %v", first, last, err)
 	}
 
 	// The follower catches up with what the log has, then is stopped.
-	waitFor("followed line "+strconv.Itoa(last), func() bool { return strings.Contains(followed.String(), fmt.Sprintf("line %d\n", last)) })
+	waitFor("followed line "+strconv.Itoa(last), func() bool { return strings.Contains(followed.String(), fmt.Sprintf("line %d ", last+1)) })
 	stop()
 	if err := <-followErr; err != nil {
 		t.Errorf("follow: %v", err)
