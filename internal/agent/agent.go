@@ -85,6 +85,10 @@ type ContainerSpec struct {
 	Rlimits   []runtime.Rlimit  `json:"rlimits,omitempty"`
 	Volumes   []runtime.Volume  `json:"volumes,omitempty"`
 	Resources runtime.Resources `json:"resources"`
+	// LogMaxBytes and LogFiles bound the container's log on each host (see
+	// docs/logs.md); zero means the defaults, 10 MiB and 3 files.
+	LogMaxBytes int64 `json:"log_max_bytes,omitempty"`
+	LogFiles    int   `json:"log_files,omitempty"`
 
 	Lifecycle // --rm, --restart (lifecycle.go)
 }
@@ -154,6 +158,8 @@ type Agent struct {
 
 	faults faults // test-only fault injection
 	images imageStore
+
+	inLogs map[string]*logInherit // incoming containers' log history being fetched (logs.go)
 }
 
 // New creates an agent and re-adopts containers a previous run left
@@ -265,7 +271,8 @@ func (a *Agent) runtimeSpec(s ContainerSpec) runtime.Spec {
 
 func (a *Agent) runtimeSpecWith(s ContainerSpec, actionScript string) runtime.Spec {
 	rs := runtime.Spec{Name: s.Name, Args: s.Args, Env: s.Env, Cwd: s.Cwd, Netns: "/run/netns/" + a.netns(s.Name), ActionScript: actionScript,
-		User: s.User, Rlimits: s.Rlimits, Volumes: s.Volumes, Resources: s.Resources, RootfsLower: a.imageRoot(s)}
+		User: s.User, Rlimits: s.Rlimits, Volumes: s.Volumes, Resources: s.Resources, RootfsLower: a.imageRoot(s),
+		Log: s.logConfig()}
 	if a.cfg.BinDir != "" {
 		rs.Binds = []runtime.Bind{{Source: a.cfg.BinDir, Target: "/opt/cflow/bin"}}
 	}
@@ -397,6 +404,7 @@ func (a *Agent) Remove(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: container %s on %s", ErrNotFound, name, a.cfg.Name)
 	}
 	err := a.discard(ctx, name)
+	a.rt.DropLog(name)
 	return errors.Join(err, a.forget(ctx, name))
 }
 
@@ -432,14 +440,6 @@ func (a *Agent) List() []ContainerInfo {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
-}
-
-// LogPath is the file with a container's output.
-func (a *Agent) LogPath(name string) (string, error) {
-	if _, err := a.Get(name); err != nil {
-		return "", err
-	}
-	return a.rt.LogPath(name), nil
 }
 
 // Signal sends a signal to a container's init.

@@ -32,21 +32,7 @@ func (a *Agent) Handler() http.Handler {
 		c, err := a.Get(r.PathValue("name"))
 		reply(w, c, err)
 	})
-	mux.HandleFunc("GET /v1/containers/{name}/logs", func(w http.ResponseWriter, r *http.Request) {
-		p, err := a.LogPath(r.PathValue("name"))
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		defer f.Close()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.Copy(w, f)
-	})
+	a.logRoutes(mux) // logs.go
 	mux.Handle("POST /v1/containers", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		var s ContainerSpec
 		if !decode(w, r, &s) {

@@ -182,6 +182,7 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceH
 			return fail(err)
 		}
 	}
+	a.inheritLogs(s, req.From) // logs.go: the history comes while this one waits
 	a.log.Info("incoming container staged", "name", s.Name, "from", req.From, "engine", in.engine)
 	return nil
 }
@@ -359,6 +360,7 @@ func (a *Agent) commitIncoming(ctx context.Context, name string) error {
 	spec := e.info.ContainerSpec
 	a.mu.Unlock()
 	a.noticeExit(name)
+	a.logsCommitted(name) // logs.go
 	return a.saveSpec(spec)
 }
 
@@ -386,6 +388,7 @@ func (a *Agent) abortIncoming(ctx context.Context, name string) error {
 	}
 	dir := e.incoming.dir
 	err = a.discard(ctx, name)
+	a.logsAborted(name)     // logs.go
 	kept := a.keepLogs(dir) // a failed restore's log says why
 	_ = mounts.RemoveAll(dir)
 	a.log.Info("incoming migration aborted", "name", name, "criu_logs", kept)

@@ -188,6 +188,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	switch rec.Status {
 	case migration.StatusSuccess:
 		a.registerMove(spec, req.To)
+		a.awaitLogHandover(name) // logs.go: off the frozen path, after cleanup
 		a.log.Info("migrated", "name", name, "to", req.To, "time_to_ready_ms", rec.TimeToReadyMs, "total_ms", rec.TotalMs, "switched_by", rec.SwitchedBy)
 	case migration.StatusRolledBack:
 		a.mu.Lock()

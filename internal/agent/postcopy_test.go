@@ -118,7 +118,8 @@ func expectMemRolledBack(t *testing.T, e *env, res *MigrationResult, err error) 
 			l, _ := filepath.Glob(filepath.Join(e.configs[h].StateDir, "migration-logs", "*", "*", "*.log"))
 			logs = append(logs, l...)
 		}
-		logs = append(logs, e.agents[testbed.HostA].rt.LogPath("mem"))
+		ctrLog, _ := filepath.Glob(filepath.Join(e.configs[testbed.HostA].StateDir, "runtime", "logs", "mem", "*.log"))
+		logs = append(logs, ctrLog...)
 		for _, l := range logs {
 			b, _ := os.ReadFile(l)
 			lines := strings.Split(string(b), "\n")

@@ -152,21 +152,32 @@ starts it again (at most N times) when it exits with a non-zero code.`,
 		},
 	}
 	ls.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	var (
+		follow bool
+		tail   int
+	)
 	logs := &cobra.Command{
-		Use: "logs NAME", Short: "Print a container's output", Args: cobra.ExactArgs(1),
+		Use: "logs NAME [--follow] [--tail N]", Short: "Print a container's output, from every host it ran on", Args: cobra.ExactArgs(1),
+		Long: `Prints the container's stdout and stderr, as kept on its current host: its
+whole output since it started, on whichever hosts it ran, within its log's cap
+(see docs/logs.md). --tail N starts at the last N lines. --follow goes on with
+new output until the container stops or is removed, or Ctrl-C; when the
+container migrates, it goes on on the new host from where it was.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, c, err := findContainer(cmd, g, args[0])
+			cs, err := agents(g)
 			if err != nil {
 				return err
 			}
-			b, err := c.Logs(cmd.Context(), args[0])
-			if err != nil {
-				return err
+			var hosts []*agent.Client
+			for _, h := range testbed.Hosts {
+				hosts = append(hosts, cs[h])
 			}
-			_, err = cmd.OutOrStdout().Write(b)
-			return err
+			o := agent.LogOptions{From: -1, Tail: tail, Follow: follow}
+			return agent.FollowLogs(cmd.Context(), hosts, args[0], o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
+	logs.Flags().BoolVarP(&follow, "follow", "f", false, "go on with new output, across migrations")
+	logs.Flags().IntVar(&tail, "tail", -1, "start at the last N lines (default: all that is kept)")
 	rm := &cobra.Command{
 		Use: "rm NAME", Short: "Stop and remove a container", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

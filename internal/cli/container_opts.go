@@ -21,6 +21,8 @@ type runOpts struct {
 	cpus             float64
 	ulimits, volumes []string
 	envFiles         []string
+	logMaxSize       string
+	logMaxFiles      int
 }
 
 func (o *runOpts) addFlags(fs *pflag.FlagSet) {
@@ -31,6 +33,8 @@ func (o *runOpts) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&o.volumes, "volume", "v", nil, "bind-mount host path SRC at DST, SRC:DST[:ro] (repeatable; a migration needs SRC on the destination too)")
 	fs.StringVarP(&o.memory, "memory", "m", "", "memory limit, e.g. 512m (cgroup)")
 	fs.Float64Var(&o.cpus, "cpus", 0, "CPU limit in CPUs, e.g. 0.5 (cgroup CFS quota)")
+	fs.StringVar(&o.logMaxSize, "log-max-size", "", "size of each of the container's log files, e.g. 512k, 10m (default 10m)")
+	fs.IntVar(&o.logMaxFiles, "log-max-files", 0, "log files kept per host, the one being written included (default 3)")
 	fs.StringArrayVar(&o.envFiles, "env-file", nil, "read KEY=VALUE lines from a file (repeatable; # comments and blank lines skipped)")
 }
 
@@ -71,6 +75,14 @@ func (o *runOpts) apply(spec *agent.ContainerSpec) error {
 		spec.Resources.MemoryBytes = m
 	}
 	spec.Resources.CPUs = o.cpus
+	if o.logMaxSize != "" {
+		n, err := runtime.ParseBytes(o.logMaxSize)
+		if err != nil {
+			return fmt.Errorf("--log-max-size: %w", err)
+		}
+		spec.LogMaxBytes = n
+	}
+	spec.LogFiles = o.logMaxFiles
 	var fileEnv []string
 	for _, f := range o.envFiles {
 		env, err := readEnvFile(f)

@@ -33,6 +33,8 @@ type Spec struct {
 	// ActionScript, when set, is run by CRIU at every step of a restore of
 	// this bundle (CRIU's action-script option); see CRIUConfig.
 	ActionScript string `json:"action_script,omitempty"`
+	// Log bounds the container's log on each host (zero: the defaults).
+	Log LogConfig `json:"log,omitempty"`
 }
 
 // criuConfName is the bundle's CRIU configuration, named in config.json by
@@ -104,6 +106,9 @@ func (s Spec) Validate() error {
 	}
 	if s.ActionScript != "" && !filepath.IsAbs(s.ActionScript) {
 		return fmt.Errorf("%w: action script %q needs an absolute path", ErrBadSpec, s.ActionScript)
+	}
+	if err := s.Log.Validate(); err != nil {
+		return err
 	}
 	return nil
 }

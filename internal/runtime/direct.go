@@ -251,6 +251,9 @@ func (r *Runtime) PrepareRestore(s Spec, o DirectOpts) (_ *Restorer, err error) 
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
+	if err := r.setLogConfig(s.Name, s.Log); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(filepath.Join(r.BundleDir(s.Name), "config.json")); err != nil {
 		if err := r.freshBundle(s); err != nil {
 			return nil, err

@@ -133,7 +133,7 @@ func TestDirectEngineThereAndBack(t *testing.T) {
 		if err := src.Delete(ctx, "ctr"); err != nil {
 			t.Errorf("delete on the source %s: %v", from, err)
 		}
-		if got := readFileAll(dst.LogPath("ctr")); !strings.Contains(got, fmt.Sprintf("got %d", n)) {
+		if got := readLog(t, dst, "ctr"); !strings.Contains(got, fmt.Sprintf("got %d", n)) {
 			t.Errorf("log on %s lacks line %d: %q", to, n, got)
 		}
 		if ms, _ := mounts.Under(src.BundleDir("ctr")); len(ms) > 0 {

@@ -9,22 +9,25 @@ import (
 	runc "github.com/containerd/go-runc"
 )
 
-// logSink copies a container's stdout/stderr pipes into its log file.
+// logSink copies a container's stdout/stderr pipes into its log.
 type logSink struct {
 	close func() // closes our ends of the pipes
 	done  sync.WaitGroup
 }
 
-// sink starts copying readers into the container's log file (appending:
-// a migrated container's log goes on where it was).
+// sink starts copying readers into the container's log (which goes on
+// where it was: a container restored here after a failed migration, or
+// arriving with its history). A write that fails is dropped, and the
+// copier reads on: the container must never block on its output because
+// of the log.
 func (r *Runtime) sink(name string, readers []io.Reader, closer func()) error {
 	r.detachLog(name)
-	f, err := os.OpenFile(r.LogPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	st, err := r.store(name)
 	if err != nil {
 		return err
 	}
+	st.attach()
 	s := &logSink{close: closer}
-	var mu sync.Mutex // stdout and stderr interleave line by line at best
 	for _, src := range readers {
 		s.done.Add(1)
 		go func() {
@@ -33,9 +36,7 @@ func (r *Runtime) sink(name string, readers []io.Reader, closer func()) error {
 			for {
 				n, err := src.Read(buf)
 				if n > 0 {
-					mu.Lock()
-					_, _ = f.Write(buf[:n])
-					mu.Unlock()
+					_ = st.write(buf[:n])
 				}
 				if err != nil {
 					return
@@ -43,7 +44,7 @@ func (r *Runtime) sink(name string, readers []io.Reader, closer func()) error {
 			}
 		}()
 	}
-	go func() { s.done.Wait(); f.Close() }()
+	go func() { s.done.Wait(); st.detach() }()
 	r.mu.Lock()
 	r.logs[name] = s
 	r.mu.Unlock()

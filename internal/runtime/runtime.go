@@ -35,6 +35,7 @@ type Runtime struct {
 	mu     sync.Mutex
 	logs   map[string]*logSink
 	onExit func(name string, st ExitStatus) // exit.go
+	stores map[string]*logStore
 }
 
 // New returns a runtime keeping its state under dir. The CRIU binary is
@@ -69,14 +70,11 @@ func New(id, dir string, cb criu.Binary) (*Runtime, error) {
 	if err := BecomeSubreaper(); err != nil {
 		return nil, fmt.Errorf("child subreaper: %w", err)
 	}
-	return &Runtime{id: id, dir: dir, runc: r, criu: cb, logs: map[string]*logSink{}}, nil
+	return &Runtime{id: id, dir: dir, runc: r, criu: cb, logs: map[string]*logSink{}, stores: map[string]*logStore{}}, nil
 }
 
 // BundleDir is where a container's bundle lives.
 func (r *Runtime) BundleDir(name string) string { return filepath.Join(r.dir, "bundles", name) }
-
-// LogPath is the file that receives a container's stdout and stderr.
-func (r *Runtime) LogPath(name string) string { return filepath.Join(r.dir, "logs", name+".log") }
 
 func (r *Runtime) cgroupsPath(name string) string { return "/containerflow/" + r.id + "/" + name }
 
@@ -89,6 +87,11 @@ func (r *Runtime) Run(ctx context.Context, s Spec) (int, error) {
 		return 0, fmt.Errorf("container %s already exists", s.Name)
 	}
 	if err := r.freshBundle(s); err != nil {
+		return 0, err
+	}
+	// A new container's log starts empty, whatever an earlier one of that
+	// name left.
+	if err := r.freshLog(s.Name, s.Log); err != nil {
 		return 0, err
 	}
 	if s.RootfsLower != "" {
@@ -190,6 +193,9 @@ func (r *Runtime) Restore(ctx context.Context, s Spec, o CheckpointOpts) (int, e
 	// runc owns what it restores; a record left by an earlier direct
 	// restore of this bundle would shadow it.
 	r.removeDirect(s.Name)
+	if err := r.setLogConfig(s.Name, s.Log); err != nil {
+		return 0, err
+	}
 	if s.RootfsLower != "" {
 		// Now that the writable layer has arrived: see imageroot.go.
 		if err := r.mountImageRoot(s, r.rootfs(s.Name)); err != nil {

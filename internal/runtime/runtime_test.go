@@ -77,7 +77,7 @@ func TestCheckpointOnOneHostRestoreOnOther(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if err != nil {
-		t.Fatalf("connect to container: %v\nlog: %s", err, readFile(ra.LogPath("echo")))
+		t.Fatalf("connect to container: %v\nlog: %s", err, readLog(t, ra, "echo"))
 	}
 	defer c.Close()
 	rd := bufio.NewReader(c)
