@@ -33,8 +33,11 @@ demo: deps build
 	./$(BIN) doctor
 	./$(BIN) experiment --prefix cfdemo --steady-state 10 --post-migration 8 --migrations 6 --out results
 
-# Every test, on the real kernel, CRIU and runc, as root.
+# Every test, on the real kernel, CRIU and runc, as root. test-deps.sh adds
+# what only tests need: busybox-static, and Debian's nginx downloaded (not
+# installed) for an image.
 test: deps vet
+	@bash scripts/test-deps.sh
 	$(GO) test $(GOFLAGS_TEST) ./...
 
 # Regenerate the eBPF objects (needs clang; the output is committed).

@@ -240,13 +240,13 @@ var BusyboxApplets = []string{"sh", "ls", "cat", "echo", "sleep", "env", "id", "
 // with "not found". A plain `go build` of cflow is dynamically linked
 // (cgo); build the copy for the image with CGO_ENABLED=0. Busybox is
 // taken from the host (Debian package busybox-static, itself static);
-// the test is skipped when it is missing.
+// scripts/test-deps.sh installs it.
 func Busybox(t testing.TB, extraFiles map[string]string) v1.Image {
 	t.Helper()
 	bb := "/bin/busybox"
 	if _, err := os.Stat(bb); err != nil {
 		if bb, err = exec.LookPath("busybox"); err != nil {
-			t.Skip("needs a static busybox (apt-get install busybox-static)")
+			t.Fatal("needs a static busybox: run scripts/test-deps.sh (make test does), or apt-get install busybox-static")
 		}
 	}
 	body, err := os.ReadFile(bb)
