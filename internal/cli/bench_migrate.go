@@ -82,6 +82,7 @@ afterwards.`,
 	f.IntVar(&o.Request.DrainTimeoutMs, "drain-timeout-ms", 0, "wait for send queues to drain before the freeze")
 	f.BoolVar(&o.CompareHandoff, "compare-handoff", false, "alternate migrations with and without the handoff of frames caught during the freeze, and report both")
 	f.BoolVar(&o.ComparePriority, "compare-priority", false, "alternate migrations with and without raised CPU priority for CRIU, and report both")
+	f.BoolVar(&o.Image, "image", false, "also run each container from an image holding the workload (built from the cflow binary, which must be static), migrations interleaved; reports image/host-root downtime and the image pre-staging time apart")
 	f.StringVar(&o.Request.Engine, "engine", "direct", "checkpoint/restore engine: direct (CRIU over its RPC) or runc")
 	f.BoolVar(&o.Compare, "compare", false, "run both engines side by side, migrations interleaved (ignores --engine)")
 	f.IntSliceVar(&o.MemoryMiB, "memory-mib", nil, "touched memory per container, one round per size (e.g. 10,128,512)")

@@ -16,14 +16,19 @@ package migratebench
 import (
 	"context"
 	"crypto/rand"
+	"debug/elf"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/containerflow/containerflow/internal/agent"
+	"github.com/containerflow/containerflow/internal/image"
 	"github.com/containerflow/containerflow/internal/migration"
 	"github.com/containerflow/containerflow/internal/testbed"
 	"github.com/containerflow/containerflow/internal/workload/stream"
@@ -57,6 +62,11 @@ type Options struct {
 	// Modes lists the migration modes to run, one round each (nil: the
 	// request's mode, "auto" by default).
 	Modes []string
+	// Image runs every container of a round twice, from the host's root
+	// and from an image holding the workload (built from Binary, which
+	// must be static), their migrations interleaved: image pre-staging
+	// must cost no downtime, and its own time is reported apart.
+	Image bool
 	// References is how many bare checkpoint/restore references to take
 	// of each container, spread between its migrations.
 	References int
@@ -121,21 +131,34 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for _, h := range testbed.Hosts {
 		clients[h] = agent.NewClient("unix://"+tb.AgentSocket(h), agent.ClientOptions{Token: tok})
 	}
+	if o.Image {
+		if err := loadBenchImage(ctx, o.Binary, clients[testbed.HostA]); err != nil {
+			return nil, err
+		}
+	}
 	res := &Result{Connections: o.Connections}
 	res.Options.Interval, res.Options.Settle = o.Interval.String(), o.Settle.String()
 	seq := 0 // numbers the timing files across rounds
 	for _, mib := range sizes {
 		for _, mode := range modes {
 			r := &round{o: o, tb: tb, clients: clients, seq: &seq, mode: mode}
-			for i, eng := range engines {
+			roots := []string{""}
+			if o.Image {
+				roots = append(roots, benchImage)
+			}
+			ip := ContainerIP
+			for _, eng := range engines {
 				if eng == agent.EngineRunc && mode == migration.ModePostCopy {
 					continue // post-copy is the direct engine's
 				}
-				ip := ContainerIP
-				for range i {
+				for _, img := range roots {
+					name := fmt.Sprintf("%s_%dm", eng, mib)
+					if img != "" {
+						name += "_img"
+					}
+					r.ctrs = append(r.ctrs, &container{name: name, ip: ip, engine: eng, mib: mib, image: img, where: testbed.HostA})
 					ip = ip.Next()
 				}
-				r.ctrs = append(r.ctrs, &container{name: fmt.Sprintf("%s_%dm", eng, mib), ip: ip, engine: eng, mib: mib, where: testbed.HostA})
 			}
 			rows, err := r.run(ctx)
 			res.add(rows)
@@ -154,6 +177,7 @@ type container struct {
 	ip     netip.Addr
 	engine string
 	mib    int
+	image  string // "" for the host's root
 	where  string
 	conns  []*stream.Conn
 	final  []stream.ConnStats
@@ -164,7 +188,11 @@ type container struct {
 }
 
 func (c *container) args(o Options) []string {
-	a := []string{"/opt/cflow/bin/" + filepath.Base(o.Binary), "workload", "stream-server",
+	bin := "/opt/cflow/bin/" + filepath.Base(o.Binary)
+	if c.image != "" {
+		bin = benchImageBinary
+	}
+	a := []string{bin, "workload", "stream-server",
 		"--listen", fmt.Sprintf(":%d", port), "--interval", o.Interval.String()}
 	if c.mib > 0 {
 		a = append(a, "--memory-mib", fmt.Sprint(c.mib))
@@ -179,4 +207,42 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// benchImage holds the workload (the cflow binary) at benchImageBinary.
+const (
+	benchImage       = "cflow.bench/stream:1"
+	benchImageBinary = "/opt/app/cflow"
+)
+
+// loadBenchImage builds the benchmark's image from the cflow binary and
+// loads it on hostA only: the first migration to hostB pre-stages it.
+func loadBenchImage(ctx context.Context, bin string, c *agent.Client) error {
+	if f, err := elf.Open(bin); err == nil {
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				f.Close()
+				return fmt.Errorf("--image: %s is dynamically linked and cannot run in the image; build it with CGO_ENABLED=0 (make build does)", bin)
+			}
+		}
+		f.Close()
+	}
+	dir, err := os.MkdirTemp("", "cflow-bench-image-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "image.tar")
+	if err := image.BuildArchive(file, benchImage, map[string]string{benchImageBinary: bin}, v1.Config{
+		Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+	}); err != nil {
+		return fmt.Errorf("build the benchmark image: %w", err)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = c.LoadImage(ctx, f)
+	return err
 }

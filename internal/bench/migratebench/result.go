@@ -33,6 +33,7 @@ type Row struct {
 	Engine          string   `json:"engine"`
 	MemoryMiB       int      `json:"memory_mib"`
 	Mode            string   `json:"mode"`
+	Image           bool     `json:"image"`           // runs from an image, not the host's root
 	MemoryVerified  bool     `json:"memory_verified"` // every page checked after the last migration
 	Migrations      int      `json:"migrations"`
 	Failed          int      `json:"failed"`
@@ -68,7 +69,11 @@ type Row struct {
 	DowntimeNoPriorityMs *metrics.Dist               `json:"downtime_without_priority_ms,omitempty"`
 	PhaseMs              map[string]metrics.MeanSDOf `json:"phase_ms"`
 	CheckpointBytes      metrics.Dist                `json:"checkpoint_size_bytes"`
-	PerMigration         []PerMigration              `json:"per_migration"`
+	// ImageStageMs: each migration that had to send the image first (to a
+	// host without it), the time that took, outside the downtime.
+	ImageStageMs    []float64      `json:"image_stage_ms,omitempty"`
+	ImageStageBytes int64          `json:"image_stage_bytes,omitempty"`
+	PerMigration    []PerMigration `json:"per_migration"`
 }
 
 func (row *Row) setDists(down, echo, srv, ready, total, refs, refDown, ckpt []float64, phases map[string][]float64) {
@@ -123,7 +128,10 @@ type Result struct {
 	// DirectOverRunc is the direct engine's downtime over runc's, per
 	// memory size, when both ran (--compare).
 	DirectOverRunc []Ratio `json:"direct_over_runc_downtime,omitempty"`
-	Options        struct {
+	// ImageOverHostRoot is an image container's downtime over the host-root
+	// container's of the same round (--image).
+	ImageOverHostRoot []Ratio `json:"image_over_host_root_downtime,omitempty"`
+	Options           struct {
 		Interval string `json:"interval"`
 		Settle   string `json:"settle"`
 	} `json:"options"`
@@ -147,11 +155,19 @@ func (r *Result) add(rows []Row) {
 
 func (r *Result) summarize() {
 	for _, d := range r.Rows {
-		if d.Engine != "direct" {
+		if d.Image {
+			for _, h := range r.Rows {
+				if !h.Image && h.Engine == d.Engine && h.MemoryMiB == d.MemoryMiB && h.Mode == d.Mode && h.DowntimeMs.P50 > 0 && h.DowntimeMs.P99 > 0 {
+					r.ImageOverHostRoot = append(r.ImageOverHostRoot, Ratio{MemoryMiB: d.MemoryMiB,
+						P50: d.DowntimeMs.P50 / h.DowntimeMs.P50, P99: d.DowntimeMs.P99 / h.DowntimeMs.P99})
+				}
+			}
+		}
+		if d.Engine != "direct" || d.Image {
 			continue
 		}
 		for _, c := range r.Rows {
-			if c.Engine == "runc" && c.MemoryMiB == d.MemoryMiB && c.DowntimeMs.P50 > 0 && c.DowntimeMs.P99 > 0 {
+			if c.Engine == "runc" && !c.Image && c.MemoryMiB == d.MemoryMiB && c.DowntimeMs.P50 > 0 && c.DowntimeMs.P99 > 0 {
 				r.DirectOverRunc = append(r.DirectOverRunc, Ratio{MemoryMiB: d.MemoryMiB,
 					P50: d.DowntimeMs.P50 / c.DowntimeMs.P50, P99: d.DowntimeMs.P99 / c.DowntimeMs.P99})
 			}
@@ -163,17 +179,25 @@ func (r *Result) summarize() {
 func (r *Result) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nmigrations %d, failed %d, connections %d per container, connection drops %d, bytes lost %d, duplicated %d (of %d sent), memory rounds unverified %d\n",
 		r.Migrations, r.Failed, r.Connections, r.ConnectionDrops, r.BytesLost, r.BytesDuplicated, r.BytesSent, r.MemoryUnverified)
-	fmt.Fprintf(w, "\n%-7s %7s %-13s %3s | %-23s | %-15s | %8s | %-15s | %9s\n", "engine", "mem MiB", "mode", "n",
+	fmt.Fprintf(w, "\n%-10s %7s %-13s %3s | %-23s | %-15s | %8s | %-15s | %9s\n", "engine", "mem MiB", "mode", "n",
 		"downtime p50  p99  max", "ready p50  p99", "total", "bare CRIU p50", "ready/bare")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "%-7s %7d %-13s %3d | %7.1f %7.1f %7.1f | %7.1f %7.1f | %8.1f | %7.1f (n=%d) | %9s\n",
-			row.Engine, row.MemoryMiB, row.Mode, row.Migrations-row.Failed,
+		fmt.Fprintf(w, "%-10s %7d %-13s %3d | %7.1f %7.1f %7.1f | %7.1f %7.1f | %8.1f | %7.1f (n=%d) | %9s\n",
+			row.label(), row.MemoryMiB, row.Mode, row.Migrations-row.Failed,
 			row.DowntimeMs.P50, row.DowntimeMs.P99, row.DowntimeMs.Max,
 			row.TimeToReadyMs.P50, row.TimeToReadyMs.P99, row.TotalMs.P50,
 			row.ReferenceMs.P50, row.ReferenceMs.N, ratio(row.ReadyOverReference))
 	}
 	for _, x := range r.DirectOverRunc {
 		fmt.Fprintf(w, "direct/runc downtime at %d MiB: p50 %.2f, p99 %.2f\n", x.MemoryMiB, x.P50, x.P99)
+	}
+	for _, x := range r.ImageOverHostRoot {
+		fmt.Fprintf(w, "image/host-root downtime at %d MiB: p50 %.2f, p99 %.2f\n", x.MemoryMiB, x.P50, x.P99)
+	}
+	for _, row := range r.Rows {
+		for _, ms := range row.ImageStageMs {
+			fmt.Fprintf(w, "%s: image sent to a host without it in %.0f ms (%.1f MB), before the freeze\n", row.label(), ms, float64(row.ImageStageBytes)/1e6)
+		}
 	}
 	for _, row := range r.Rows {
 		if row.DowntimeHandoffMs != nil {
@@ -190,18 +214,26 @@ func (r *Result) Print(w io.Writer) {
 		}
 	}
 	phases := []string{"prepare", "freeze", "checkpoint", "transfer", "restore", "switch", "resume", "total"}
-	fmt.Fprintf(w, "\nphase means (ms)\n%-7s %7s", "engine", "mem MiB")
+	fmt.Fprintf(w, "\nphase means (ms)\n%-10s %7s", "engine", "mem MiB")
 	for _, k := range phases {
 		fmt.Fprintf(w, " %10s", k)
 	}
 	fmt.Fprintf(w, " %12s\n", "images MB")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "%-7s %7d", row.Engine, row.MemoryMiB)
+		fmt.Fprintf(w, "%-10s %7d", row.label(), row.MemoryMiB)
 		for _, k := range phases {
 			fmt.Fprintf(w, " %10.1f", row.PhaseMs[k].Mean)
 		}
 		fmt.Fprintf(w, " %12.1f\n", row.CheckpointBytes.Mean/1e6)
 	}
+}
+
+// label names a row's engine, "+img" when it runs from an image.
+func (row Row) label() string {
+	if row.Image {
+		return row.Engine + "+img"
+	}
+	return row.Engine
 }
 
 func ratio(x float64) string {

@@ -39,7 +39,7 @@ func (r *round) run(ctx context.Context) ([]Row, error) {
 	o := r.o
 	defer r.stop()
 	for _, c := range r.ctrs {
-		if _, err := r.clients[testbed.HostA].Run(ctx, agent.ContainerSpec{Name: c.name, IP: c.ip, Args: c.args(o)}); err != nil {
+		if _, err := r.clients[testbed.HostA].Run(ctx, agent.ContainerSpec{Name: c.name, IP: c.ip, Image: c.image, Args: c.args(o)}); err != nil {
 			return nil, fmt.Errorf("start workload %s: %w", c.name, err)
 		}
 		if err := r.connect(c); err != nil {
@@ -232,7 +232,7 @@ func (r *round) reference(ctx context.Context) {
 // the settle time after its answer, for the last), so a connection still
 // silent after the answer counts, and no gap counts twice.
 func (r *round) measure(c *container) Row {
-	row := Row{Engine: c.engine, MemoryMiB: c.mib, Mode: r.mode, MemoryVerified: c.verified}
+	row := Row{Engine: c.engine, MemoryMiB: c.mib, Mode: r.mode, MemoryVerified: c.verified, Image: c.image != ""}
 	var down, echo, srv, ready, total, refs, refDown, ckpt []float64
 	var downHO, downNoHO, downPrio, downNoPrio []float64
 	phases := map[string][]float64{}
@@ -277,6 +277,10 @@ func (r *round) measure(c *container) Row {
 			row.Mode = rec.Mode // what "auto" chose
 		}
 		ready, total = append(ready, rec.TimeToReadyMs), append(total, rec.TotalMs)
+		if rec.ImageStageB > 0 {
+			row.ImageStageMs = append(row.ImageStageMs, rec.ImageStageMs)
+			row.ImageStageBytes += rec.ImageStageB
+		}
 		ckpt = append(ckpt, float64(rec.CheckpointB))
 		for k, v := range map[string]float64{"prepare": rec.PrepareMs, "freeze": rec.FreezeMs, "checkpoint": rec.CheckpointMs,
 			"transfer": rec.TransferMs, "restore": rec.RestoreMs, "switch": rec.SwitchMs, "resume": rec.ResumeMs, "total": rec.TotalMs} {
