@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"archive/tar"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/containerflow/containerflow/internal/image"
+	"github.com/containerflow/containerflow/internal/image/ocitar"
 	"github.com/containerflow/containerflow/internal/testbed"
 )
 
@@ -142,45 +142,8 @@ func openArchive(p string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("%s is not an OCI image layout directory (no oci-layout file)", p)
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarDir(p, pw)) }()
+	go func() { pw.CloseWithError(ocitar.TarLayout(p, pw)) }()
 	return pr, nil
-}
-
-// tarDir writes the directories and regular files under dir (all an OCI
-// layout has) as a tar stream.
-func tarDir(dir string, w io.Writer) error {
-	tw := tar.NewWriter(w)
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		if !fi.IsDir() && !fi.Mode().IsRegular() {
-			return fmt.Errorf("%s: an OCI layout holds only files and directories", p)
-		}
-		rel, _ := filepath.Rel(dir, p)
-		h, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return err
-		}
-		h.Name = filepath.ToSlash(rel)
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		if err := tw.WriteHeader(h); err != nil || fi.IsDir() {
-			return err
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
 }
 
 func shortDigest(d string) string {

@@ -24,6 +24,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/containerflow/containerflow/internal/image/ocitar"
 )
 
 // Epoch is the time stamped on every built file and image, so that a
@@ -178,46 +180,15 @@ func WriteDockerArchive(t testing.TB, img v1.Image, file, ref string) {
 	}
 }
 
-// TarDir writes the regular files and directories under dir into a tar
-// file, names relative to dir.
+// TarDir writes dir (an OCI layout, or any tree of directories and
+// regular files) into a tar file.
 func TarDir(dir, file string) error {
 	out, err := os.Create(file)
 	if err != nil {
 		return err
 	}
-	defer out.Close()
-	tw := tar.NewWriter(out)
-	err = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		h, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return err
-		}
-		h.Name = filepath.ToSlash(rel)
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
+	if err := ocitar.TarLayout(dir, out); err != nil {
+		out.Close()
 		return err
 	}
 	return out.Close()
