@@ -241,6 +241,8 @@ func TestBadOptions(t *testing.T) {
 			s.Rlimits = []runtime.Rlimit{{Type: "RLIMIT_NOFILE", Soft: 10, Hard: 5}}
 		}, "above hard limit"},
 		{"tiny memory", func(s *ContainerSpec) { s.Resources.MemoryBytes = 1024 }, "at least 6 MiB"},
+		{"unknown image", func(s *ContainerSpec) { s.Image = "cflow.test/none:1" }, `image "cflow.test/none:1"`},
+		{"image digest not here", func(s *ContainerSpec) { s.ImageDigest = "sha256:" + strings.Repeat("ab", 32) }, "is not on hostA"},
 	} {
 		s := base
 		c.mod(&s)
