@@ -153,8 +153,17 @@ func TestMigratedContainerStaysManageable(t *testing.T) {
 		t.Errorf("signal: %v", err)
 	}
 	lc.say("d", "4:d")
-	if logs, err := e.clients[testbed.HostA].Logs(ctx, "py"); err != nil || !strings.Contains(string(logs), "line 4") {
-		t.Errorf("logs on hostA: %q %v", logs, err)
+	// The line reaches the log through the agent's copier, after the
+	// answer the client already has.
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		logs, err := e.clients[testbed.HostA].Logs(ctx, "py")
+		if err == nil && strings.Contains(string(logs), "line 4") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("logs on hostA: %q %v", logs, err)
+			break
+		}
 	}
 	_, err = e.clients[testbed.HostA].Migrate(ctx, "py", MigrateRequest{To: testbed.HostB, Engine: EngineRunc})
 	if err == nil || !strings.Contains(err.Error(), "direct engine") {
