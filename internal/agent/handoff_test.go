@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerflow/containerflow/internal/migration"
 	"github.com/containerflow/containerflow/internal/testbed"
 	"github.com/containerflow/containerflow/internal/testprog"
 )
@@ -57,6 +58,90 @@ func TestHandoffOfFramesSentDuringTheFreeze(t *testing.T) {
 			lc.say("c", "3:c")
 			if strings.Contains(rec.Error, "handoff") {
 				t.Errorf("handoff error: %s", rec.Error)
+			}
+		})
+	}
+}
+
+// Datagrams sent while the container is frozen: with the hold, each
+// reaches the restored process exactly once, in order, right after
+// go-live — or the source's, resumed after a rollback; without it they
+// are lost (UDP does not retransmit).
+func TestUDPDatagramsSentDuringTheFreeze(t *testing.T) {
+	for _, c := range []struct {
+		hold, rollback bool
+	}{{true, false}, {false, false}, {true, true}} {
+		hold := c.hold
+		t.Run(fmt.Sprintf("hold=%v,rollback=%v", c.hold, c.rollback), func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			e.runOn(testbed.HostA, ContainerSpec{Name: "multi", IP: netip.MustParseAddr("198.18.0.3"), Args: testprog.Args(testprog.Multi)})
+			udp, err := e.tb.Dial(testbed.Client, "udp4", "198.18.0.3:7001", time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer udp.Close()
+			buf := make([]byte, 2048)
+			read := func(wait time.Duration) (string, bool) {
+				_ = udp.SetReadDeadline(time.Now().Add(wait))
+				n, err := udp.Read(buf)
+				if err != nil {
+					return "", false
+				}
+				return string(buf[:n]), true
+			}
+			// The echo process may take a moment to bind.
+			for i := 0; ; i++ {
+				_, _ = udp.Write([]byte("ping"))
+				if got, ok := read(200 * time.Millisecond); ok {
+					if got != "1:ping" {
+						t.Fatalf("first answer %q", got)
+					}
+					break
+				}
+				if i == 25 {
+					t.Fatal("the UDP echo does not answer")
+				}
+			}
+			const frozen = 3
+			e.agents[testbed.HostA].faults.afterFreeze = func() {
+				for i := 1; i <= frozen; i++ {
+					_, _ = udp.Write([]byte(fmt.Sprint("frozen-", i)))
+				}
+			}
+			e.steer.refuse = c.rollback
+			res, err := e.clients[testbed.HostA].Migrate(ctx, "multi", MigrateRequest{To: testbed.HostB, NoHandoff: !hold})
+			e.steer.refuse = false
+			if c.rollback {
+				if err == nil || res == nil || res.Record.Status != migration.StatusRolledBack {
+					t.Fatalf("want a rollback: %+v %v", res, err)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for {
+				s, ok := read(500 * time.Millisecond)
+				if !ok {
+					break
+				}
+				got = append(got, s)
+			}
+			rec := res.Record
+			t.Logf("hold %v: %d datagrams handed over (%d lost to the bound), answers %q", hold, rec.HandoffDatagrams, rec.HandoffDatagramsLost, got)
+			next := 2
+			if hold {
+				want := []string{"2:frozen-1", "3:frozen-2", "4:frozen-3"}
+				if strings.Join(got, ",") != strings.Join(want, ",") || rec.HandoffDatagrams != frozen || rec.HandoffDatagramsLost != 0 {
+					t.Fatalf("held datagrams: answers %q, record %d/%d; want %q, each once", got, rec.HandoffDatagrams, rec.HandoffDatagramsLost, want)
+				}
+				next = 5
+			} else if len(got) != 0 || rec.HandoffDatagrams != 0 {
+				t.Fatalf("without the hold: answers %q, record %d", got, rec.HandoffDatagrams)
+			}
+			_, _ = udp.Write([]byte("after"))
+			if s, ok := read(2 * time.Second); !ok || s != fmt.Sprintf("%d:after", next) {
+				t.Fatalf("after the migration: %q %v, want %d:after", s, ok, next)
 			}
 		})
 	}

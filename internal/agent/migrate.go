@@ -176,6 +176,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	if staged > 0 {
 		rec.ImageStageMs, rec.ImageStageB = float64(stageTook.Microseconds())/1000, staged
 	}
+	rec.HandoffDatagrams, rec.HandoffDatagramsLost = int64(src.released.Datagrams), int64(src.released.DatagramsLost)
 	if rec.Status != migration.StatusSuccess {
 		if kept := a.keepLogs(dir); kept != "" {
 			rec.Error = strings.ReplaceAll(rec.Error, dir, kept)

@@ -24,6 +24,7 @@ type localSource struct {
 	dir      string // the migration's directory: images/, work/, work-rollback/
 	signaled bool
 	catch    *handoff.Catcher
+	released handoff.Released  // what the handoff sent, for the record
 	dumper   *runtime.Dumper   // direct engine: CRIU started, waiting for the freeze
 	port     int               // post-copy: the page server's port
 	pages    *runtime.PostCopy // post-copy: the pages being served
@@ -101,7 +102,7 @@ func (s *localSource) Resume(ctx context.Context) error {
 // the container answers no one.
 func (s *localSource) Freeze(context.Context) error {
 	if !s.req.NoHandoff {
-		c, err := handoff.Start(s.a.cfg.HostNetns, s.a.cfg.Uplink, net.HardwareAddr(s.spec.MAC), s.spec.IP)
+		c, err := handoff.Start(s.a.cfg.HostNetns, s.a.cfg.Uplink, net.HardwareAddr(s.spec.MAC), s.spec.IP, s.a.netns(s.spec.Name))
 		if err != nil {
 			// Only an optimisation: clients then wait for their own
 			// retransmissions.
@@ -131,7 +132,9 @@ func (s *localSource) Handoff(context.Context) (int, error) {
 	}
 	c := s.catch
 	s.catch = nil
-	return c.Release()
+	r, err := c.Release()
+	s.released = r
+	return r.Frames + r.Datagrams, err
 }
 
 // Thaw resumes the container after a failed freeze or dump, and hands it
@@ -156,11 +159,13 @@ func (s *localSource) giveBack(resumeErr error) {
 		c.Discard()
 		return
 	}
-	n, err := c.Release()
+	r, err := c.Release()
+	s.released = r
 	if err != nil {
 		s.a.log.Warn("frames caught during the freeze not handed back", "name", s.spec.Name, "err", err)
-	} else if n > 0 {
-		s.a.log.Info("handed the frames caught during the freeze back to the source", "name", s.spec.Name, "frames", n)
+	} else if r.Frames+r.Datagrams > 0 {
+		s.a.log.Info("handed the frames caught during the freeze back to the source", "name", s.spec.Name,
+			"frames", r.Frames, "datagrams", r.Datagrams, "datagrams_lost", r.DatagramsLost)
 	}
 }
 

@@ -2,6 +2,7 @@ package cnet
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -76,21 +77,8 @@ func Unlock(nsName string) error {
 
 // Locked reports whether Lock's table is present.
 func Locked(nsName string) (bool, error) {
-	c, done, err := nftConn(nsName)
-	if err != nil {
-		return false, err
-	}
-	defer done()
-	ts, err := c.ListTables()
-	if err != nil {
-		return false, err
-	}
-	for _, t := range ts {
-		if t.Name == lockTable {
-			return true, nil
-		}
-	}
-	return false, nil
+	names, err := Tables(nsName)
+	return slices.Contains(names, lockTable), err
 }
 
 // RemoveCRIULocks deletes the nftables tables CRIU leaves in a namespace
@@ -124,4 +112,22 @@ func deleteTables(nsName string, match func(*nftables.Table) bool) error {
 		return fmt.Errorf("delete nftables tables in %s: %w", nsName, err)
 	}
 	return nil
+}
+
+// Tables lists the names of the nftables tables in a namespace.
+func Tables(nsName string) ([]string, error) {
+	c, done, err := nftConn(nsName)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	ts, err := c.ListTables()
+	if err != nil {
+		return nil, fmt.Errorf("list nftables tables in %s: %w", nsName, err)
+	}
+	names := make([]string, 0, len(ts))
+	for _, t := range ts {
+		names = append(names, t.Name)
+	}
+	return names, nil
 }

@@ -30,6 +30,11 @@ type Record struct {
 	// HandoffFrames counts the clients' frames caught on the source during
 	// the freeze and sent on to the destination once it was live.
 	HandoffFrames int64 `json:"handoff_frames" kv:"handoff_frames"`
+	// HandoffDatagrams of those were UDP datagrams held in the source's
+	// namespace from the freeze on; HandoffDatagramsLost were held beyond
+	// the hold's bound and are gone (see handoff/udp.go).
+	HandoffDatagrams     int64 `json:"handoff_datagrams,omitempty" kv:"handoff_datagrams"`
+	HandoffDatagramsLost int64 `json:"handoff_datagrams_lost,omitempty" kv:"handoff_datagrams_lost"`
 
 	MigrationStartNs  int64 `json:"migration_start_ns" kv:"migration_start_ns"`
 	PrepareDoneNs     int64 `json:"prepare_done_ns" kv:"prepare_done_ns"`

@@ -23,11 +23,12 @@ import (
 // frame reaches the lock); once the destination owns the address, it sends
 // them again into the switch, which now forwards them to the destination.
 // The restored socket acknowledges them at once and the client goes on.
-// Duplicates are harmless to TCP; UDP is not replayed (a datagram the
-// source took in before the dump would arrive twice).
+// Duplicates are harmless to TCP. UDP datagrams are held another way, in
+// the container's namespace, so none arrives twice (udp.go).
 type Catcher struct {
 	fd      int
 	ifindex int
+	udp     *udpHold // nil: no UDP hold
 
 	mu     sync.Mutex
 	frames [][]byte
@@ -42,8 +43,10 @@ const (
 )
 
 // Start opens a packet socket on uplink (in hostNetns, "" = ours)
-// filtered to TCP frames for mac/ip, and starts copying them.
-func Start(hostNetns, uplink string, mac net.HardwareAddr, ip netip.Addr) (*Catcher, error) {
+// filtered to TCP frames for mac/ip, and starts copying them; with
+// containerNetns, it also holds every UDP datagram entering that
+// namespace.
+func Start(hostNetns, uplink string, mac net.HardwareAddr, ip netip.Addr, containerNetns string) (*Catcher, error) {
 	prog, err := catchFilter(mac, ip)
 	if err != nil {
 		return nil, err
@@ -86,6 +89,12 @@ func Start(hostNetns, uplink string, mac net.HardwareAddr, ip netip.Addr) (*Catc
 	if err != nil {
 		return nil, fmt.Errorf("packet catcher on %s: %w", uplink, err)
 	}
+	if containerNetns != "" {
+		if c.udp, err = startUDPHold(containerNetns, mac); err != nil {
+			unix.Close(c.fd)
+			return nil, err
+		}
+	}
 	go c.read()
 	return c, nil
 }
@@ -112,33 +121,63 @@ func (c *Catcher) read() {
 	}
 }
 
-// release stops catching and sends every caught frame out of the uplink,
-// in arrival order. It returns how many it sent. It does not wait for the
-// reader (up to one receive timeout): it runs right after the destination
-// went live, where every millisecond is downtime.
-func (c *Catcher) Release() (int, error) {
+// Released says what a Release sent.
+type Released struct {
+	Frames    int // TCP frames
+	Datagrams int // UDP datagrams held
+	// DatagramsLost were held beyond the hold's bound (or dropped by the
+	// kernel's NFLOG queue): they are gone, as they would be without it.
+	DatagramsLost int
+}
+
+// Release stops catching and holding and sends every caught frame, then
+// every held datagram, out of the uplink, each in arrival order. It does
+// not wait for the TCP reader (up to one receive timeout): it runs right
+// after the destination went live, where every millisecond is downtime.
+// The UDP hold is removed before anything is sent: after a rollback the
+// datagrams go back into the very namespace that held them.
+func (c *Catcher) Release() (Released, error) {
+	var r Released
 	close(c.done)
 	c.mu.Lock()
 	frames := c.frames
 	c.frames = nil
 	c.mu.Unlock()
 	defer c.closeWhenIdle()
+	var herr error
+	if c.udp != nil {
+		var dgrams [][]byte
+		dgrams, r.DatagramsLost, herr = c.udp.stop()
+		c.udp = nil
+		if herr != nil {
+			// Still held: sending them would only hold them again.
+			return r, fmt.Errorf("remove the UDP hold: %w", herr)
+		}
+		frames = append(frames, dgrams...)
+		r.Datagrams = len(dgrams)
+	}
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: c.ifindex, Halen: 6}
-	sent := 0
-	for _, f := range frames {
+	for i, f := range frames {
+		fixChecksums(f)
 		copy(sa.Addr[:], f[0:6])
 		if err := unix.Sendto(c.fd, f, 0, sa); err != nil {
-			return sent, fmt.Errorf("replay frame: %w", err)
+			return r, fmt.Errorf("replay frame: %w", err)
 		}
-		sent++
+		if i < len(frames)-r.Datagrams {
+			r.Frames++
+		}
 	}
-	return sent, nil
+	return r, nil
 }
 
-// discard stops catching and drops what was caught (the migration rolled
-// back: the source is back and the client's own retransmissions reach it).
+// Discard stops catching and holding and drops what was taken (the
+// container is gone: its datagrams are lost, as without the hold).
 func (c *Catcher) Discard() {
 	close(c.done)
+	if c.udp != nil {
+		_, _, _ = c.udp.stop()
+		c.udp = nil
+	}
 	c.closeWhenIdle()
 }
 
