@@ -26,6 +26,16 @@ type remoteDest struct {
 	name  string
 	prep  PrepareRequest
 	f     *faults
+	st    *transfer.Stream // the last image stream opened
+}
+
+// wireBytes is what the image stream put on the wire (compressed, with
+// Compress), 0 if none was opened.
+func (d *remoteDest) wireBytes() int64 {
+	if d.st == nil {
+		return 0
+	}
+	return d.st.WireBytes()
 }
 
 func (d *remoteDest) Prepare(ctx context.Context) error {
@@ -42,7 +52,7 @@ func (d *remoteDest) Open(ctx context.Context, images string) (migration.Transfe
 		wrap = func(w io.Writer) io.Writer { return &faultyWriter{w: w, f: d.f} }
 	}
 	var err error
-	t.st, err = transfer.StartStream([]transfer.Tree{{Name: "rw", Dir: d.rwDir}}, transfer.Tree{Name: "images", Dir: images}, wrap,
+	t.st, err = transfer.StartStream([]transfer.Tree{{Name: "rw", Dir: d.rwDir}}, transfer.Tree{Name: "images", Dir: images}, d.prep.Compress, wrap,
 		func(body io.Reader) error {
 			err := d.c.doStream(ctx, "/v1/migrations/"+d.name+"/images", body, &t.rep)
 			// A failed restore still says whether the destination had
@@ -58,6 +68,7 @@ func (d *remoteDest) Open(ctx context.Context, images string) (migration.Transfe
 	if err != nil {
 		return nil, err
 	}
+	d.st = t.st
 	return t, nil
 }
 
@@ -133,7 +144,11 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceH
 		return err
 	}
 	dir := filepath.Join(a.cfg.ImagesDir, "in-"+s.Name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
-	in := &incoming{resumeSignal: req.ResumeSignal, dir: dir, engine: req.Engine}
+	if err := transfer.CheckCompression(req.Compress); err != nil {
+		a.release(s.Name)
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	in := &incoming{resumeSignal: req.ResumeSignal, dir: dir, engine: req.Engine, compress: req.Compress}
 	if req.PageServerPort > 0 {
 		if req.Engine != EngineDirect || sourceHost == "" || req.PageServerPort > 65535 {
 			a.release(s.Name)
@@ -220,6 +235,11 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 	defer close(busy)
 	images := filepath.Join(in.dir, "images")
 	t0 := time.Now()
+	body, closeBody, err := transfer.NewReceiver(body, in.compress)
+	if err != nil {
+		return migration.DestReport{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	defer closeBody()
 	n, err := transfer.Receive(body, map[string]string{
 		"images": images,
 		"rw":     runtime.RWDir(a.rt.BundleDir(name)),

@@ -254,6 +254,7 @@ func TestBadMigrationRequests(t *testing.T) {
 		{"py", MigrateRequest{To: "hostC"}, http.StatusNotFound},
 		{"nope", MigrateRequest{To: testbed.HostB}, http.StatusNotFound},
 		{"py", MigrateRequest{To: testbed.HostB, QuiesceSignal: 99}, http.StatusBadRequest},
+		{"py", MigrateRequest{To: testbed.HostB, Compress: "gzip"}, http.StatusBadRequest},
 	}
 	for _, c := range cases {
 		_, err := e.clients[testbed.HostA].Migrate(ctx, c.name, c.req)

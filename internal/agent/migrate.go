@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/containerflow/containerflow/internal/migration"
+	"github.com/containerflow/containerflow/internal/migration/transfer"
 	"github.com/containerflow/containerflow/internal/mounts"
 	"github.com/containerflow/containerflow/internal/runtime"
 )
@@ -43,6 +44,9 @@ type MigrateRequest struct {
 	// Mode is "auto" (the default: post-copy from PostCopyThreshold of
 	// memory up, when the host can), "stop-and-copy" or "post-copy".
 	Mode string `json:"mode,omitempty"`
+	// Compress packs the image stream on the wire: "" or "none", or
+	// "zstd" (for slow links between hosts).
+	Compress string `json:"compress,omitempty"`
 }
 
 // ModeAuto lets the agent choose between the migration modes.
@@ -91,6 +95,8 @@ type PrepareRequest struct {
 	// PageServerPort, for a post-copy migration, is where the source
 	// serves the pages (on the address it sends this request from).
 	PageServerPort int `json:"page_server_port,omitempty"`
+	// Compress is how the image stream will be packed.
+	Compress string `json:"compress,omitempty"`
 }
 
 type incoming struct {
@@ -104,6 +110,7 @@ type incoming struct {
 	nonce        string             // the runc engine's go-live hook credential ("" without a hook)
 	switched     bool               // the address was taken inside the restore
 	switchTook   time.Duration      // how long steering took there
+	compress     string             // of the image stream
 }
 
 // faults lets tests break a migration at a chosen point, on the real path.
@@ -130,6 +137,12 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	var err error
 	if req.Engine, err = engine(req.Engine); err != nil {
 		return nil, err
+	}
+	if err := transfer.CheckCompression(req.Compress); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if req.Compress == "none" {
+		req.Compress = transfer.CompressNone
 	}
 	if req.Engine == EngineRunc && a.rt.RestoredDirectly(name) {
 		return nil, fmt.Errorf("%w: container %s was restored by the direct engine and runc does not know it; migrate it with the direct engine", ErrConflict, name)
@@ -165,7 +178,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	}
 	dst := &remoteDest{c: a.peerClient(peer), rwDir: runtime.RWDir(a.rt.BundleDir(name)), name: name,
 		prep: PrepareRequest{Spec: spec, ResumeSignal: req.QuiesceSignal, From: a.cfg.Name, Engine: req.Engine,
-			Nice: src.nice(), PageServerPort: src.port}, f: &a.faults}
+			Nice: src.nice(), PageServerPort: src.port, Compress: req.Compress}, f: &a.faults}
 	plan := migration.Plan{
 		Container: name, From: a.cfg.Name, To: req.To, Engine: req.Engine, Mode: mode, ImagesDir: filepath.Join(dir, "images"),
 		Source: src, Dest: dst,
@@ -177,6 +190,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 		rec.ImageStageMs, rec.ImageStageB = float64(stageTook.Microseconds())/1000, staged
 	}
 	rec.HandoffDatagrams, rec.HandoffDatagramsLost = int64(src.released.Datagrams), int64(src.released.DatagramsLost)
+	rec.Compress, rec.TransferWireB = req.Compress, dst.wireBytes()
 	if rec.Status != migration.StatusSuccess {
 		if kept := a.keepLogs(dir); kept != "" {
 			rec.Error = strings.ReplaceAll(rec.Error, dir, kept)

@@ -42,10 +42,19 @@ func TestMigrateHostProgramBackAndForth(t *testing.T) {
 		t.Errorf("hostB: %+v %v", info, err)
 	}
 
-	if _, err := e.clients[testbed.HostB].Migrate(ctx, "py", MigrateRequest{To: testbed.HostA}); err != nil {
+	// Back with the stream compressed: the same container, less on the wire.
+	back, err := e.clients[testbed.HostB].Migrate(ctx, "py", MigrateRequest{To: testbed.HostA, Compress: "zstd"})
+	if err != nil {
 		t.Fatalf("migrate B->A: %v", err)
 	}
 	lc.say("c", "3:c")
+	if b := back.Record; b.Compress != "zstd" || b.TransferWireB <= 0 || b.TransferWireB >= b.CheckpointB {
+		t.Errorf("zstd stream: compress %q, %d bytes on the wire for %d of images", b.Compress, b.TransferWireB, b.CheckpointB)
+	}
+	if r.Compress != "" || r.TransferWireB < r.CheckpointB {
+		t.Errorf("plain stream: compress %q, %d bytes on the wire for %d of images", r.Compress, r.TransferWireB, r.CheckpointB)
+	}
+	t.Logf("images %d bytes: %d on the wire plain, %d with zstd", r.CheckpointB, r.TransferWireB, back.Record.TransferWireB)
 	names, _ := e.tb.ContainerNets(testbed.HostB)
 	if len(names) != 0 {
 		t.Errorf("hostB still has container namespaces: %v", names)

@@ -88,5 +88,6 @@ afterwards.`,
 	f.IntSliceVar(&o.MemoryMiB, "memory-mib", nil, "touched memory per container, one round per size (e.g. 10,128,512)")
 	f.StringSliceVar(&o.Modes, "mode", []string{"auto"}, "migration modes, one round each: auto, stop-and-copy, post-copy (e.g. stop-and-copy,post-copy)")
 	f.IntVar(&o.References, "references", 5, "bare CRIU checkpoint/restore references per container")
+	f.StringVar(&o.Request.Compress, "compress", "", "pack the image stream on the wire: none or zstd")
 	return cmd
 }

@@ -264,6 +264,7 @@ container depends on its previous host, and an interruption then loses it.
 	cmd.Flags().StringVar(&to, "to", "", "destination host")
 	cmd.Flags().StringVar(&req.Engine, "engine", "direct", "checkpoint/restore engine: direct or runc")
 	cmd.Flags().StringVar(&req.Mode, "mode", "auto", "auto, stop-and-copy or post-copy")
+	cmd.Flags().StringVar(&req.Compress, "compress", "", "pack the image stream on the wire: none or zstd (for slow links between hosts)")
 	cmd.Flags().IntVar(&req.QuiesceSignal, "quiesce-signal", 0, "signal sent before the freeze and after the move (e.g. 12 = SIGUSR2); 0: none")
 	cmd.Flags().IntVar(&req.DrainTimeoutMs, "drain-timeout-ms", 0, "wait up to this long for TCP send queues to drain before the freeze")
 	cmd.Flags().StringVar(&out, "out", "", "directory to write migration_timing_N.txt/.json into")

@@ -74,6 +74,10 @@ type Record struct {
 	// TotalMs); 0 when it had it.
 	ImageStageMs float64 `json:"image_stage_ms,omitempty" kv:"image_stage_ms"`
 	ImageStageB  int64   `json:"image_stage_bytes,omitempty" kv:"image_stage_bytes"`
+	// Compress is how the image stream was packed ("" none, "zstd"), and
+	// TransferWireB what it put on the wire (CheckpointB is the content).
+	Compress      string `json:"compress,omitempty" kv:"compress"`
+	TransferWireB int64  `json:"transfer_wire_bytes,omitempty" kv:"transfer_wire_bytes"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

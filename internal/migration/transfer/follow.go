@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -189,26 +190,40 @@ type Stream struct {
 	done  chan struct{}
 	sent  chan error
 	reply chan error
+	wire  atomic.Int64 // bytes into the body, after compression
 }
 
+// WireBytes is what the stream has put on the wire so far.
+func (st *Stream) WireBytes() int64 { return st.wire.Load() }
+
 // StartStream opens the stream: post is given its body (and runs until
-// the receiver has answered); wrap, when set, sits between the sender and
-// the body (fault injection); trees are sent first, then follow's files.
-func StartStream(trees []Tree, follow Tree, wrap func(io.Writer) io.Writer, post func(io.Reader) error) (*Stream, error) {
+// the receiver has answered); compress packs it (CompressZstd, or "" for
+// none: the receiver must be told, see NewReceiver); wrap, when set, sits
+// between that and the body (fault injection); trees are sent first, then
+// follow's files.
+func StartStream(trees []Tree, follow Tree, compress string, wrap func(io.Writer) io.Writer, post func(io.Reader) error) (*Stream, error) {
 	if err := os.MkdirAll(follow.Dir, 0o700); err != nil {
 		return nil, err
 	}
 	pr, pw := io.Pipe()
-	var w io.Writer = pw
+	st := &Stream{done: make(chan struct{}), sent: make(chan error, 1), reply: make(chan error, 1)}
+	var w io.Writer = &countingWriter{w: pw, n: &st.wire}
 	if wrap != nil {
-		w = wrap(pw)
+		w = wrap(w)
+	}
+	enc, err := compressor(compress, w)
+	if err != nil {
+		return nil, err
+	}
+	if enc != nil {
+		w = enc
 	}
 	s := NewSender(w)
 	fol, err := s.Follow(follow.Name, follow.Dir)
 	if err != nil {
 		return nil, err
 	}
-	st := &Stream{fol: fol, pw: pw, done: make(chan struct{}), sent: make(chan error, 1), reply: make(chan error, 1)}
+	st.fol, st.pw = fol, pw
 	go func() {
 		var err error
 		for _, t := range trees {
@@ -225,6 +240,11 @@ func StartStream(trees []Tree, follow Tree, wrap func(io.Writer) io.Writer, post
 		}
 		if err == nil {
 			_, err = s.Close()
+		}
+		if enc != nil {
+			if cerr := enc.Close(); err == nil {
+				err = cerr // the last compressed block
+			}
 		}
 		pw.CloseWithError(err)
 		st.sent <- err

@@ -142,25 +142,33 @@ func TestFollowSendsFilesAsTheyAreWritten(t *testing.T) {
 	}
 }
 
-// A stream finished normally arrives whole; a cancelled one is refused by
-// the receiver for want of its manifest.
+// A stream finished normally arrives whole, compressed or not; a
+// cancelled one is refused by the receiver for want of its manifest.
 func TestStreamFinishAndCancel(t *testing.T) {
-	for _, cancel := range []bool{false, true} {
+	for _, c := range []struct {
+		cancel   bool
+		compress string
+	}{{false, CompressNone}, {true, CompressNone}, {false, CompressZstd}, {true, CompressZstd}} {
 		rw, images, dst := t.TempDir(), t.TempDir(), t.TempDir()
 		writeTree(t, rw, map[string]string{"tmp/state": "s"})
 		var recvErr error
-		st, err := StartStream([]Tree{{Name: "rw", Dir: rw}}, Tree{Name: "images", Dir: images}, nil, func(body io.Reader) error {
-			_, recvErr = Receive(body, map[string]string{"rw": filepath.Join(dst, "rw"), "images": filepath.Join(dst, "images")})
+		st, err := StartStream([]Tree{{Name: "rw", Dir: rw}}, Tree{Name: "images", Dir: images}, c.compress, nil, func(body io.Reader) error {
+			r, done, err := NewReceiver(body, c.compress)
+			if err != nil {
+				return err
+			}
+			defer done()
+			_, recvErr = Receive(r, map[string]string{"rw": filepath.Join(dst, "rw"), "images": filepath.Join(dst, "images")})
 			return recvErr
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		writeTree(t, images, map[string]string{"core-1.img": "core", "pages-1.img": strings.Repeat("p", 1<<16)})
-		if cancel {
+		if c.cancel {
 			st.Cancel(errors.New("checkpoint failed"))
 			if recvErr == nil {
-				t.Error("a cancelled stream was accepted")
+				t.Errorf("%+v: a cancelled stream was accepted", c)
 			}
 			continue
 		}
@@ -169,8 +177,15 @@ func TestStreamFinishAndCancel(t *testing.T) {
 		}
 		for name, want := range map[string]string{"rw/tmp/state": "s", "images/core-1.img": "core", "images/pages-1.img": strings.Repeat("p", 1<<16)} {
 			if b, err := os.ReadFile(filepath.Join(dst, name)); err != nil || string(b) != want {
-				t.Errorf("%s: %d bytes, %v", name, len(b), err)
+				t.Errorf("%+v %s: %d bytes, %v", c, name, len(b), err)
 			}
 		}
+		// 64 KiB of one byte: compressed, far less crosses.
+		if wire := st.WireBytes(); c.compress == CompressZstd && wire > 8<<10 || c.compress == CompressNone && wire < 64<<10 {
+			t.Errorf("%+v: %d bytes on the wire", c, wire)
+		}
+	}
+	if _, err := StartStream(nil, Tree{Name: "images", Dir: t.TempDir()}, "gzip", nil, func(io.Reader) error { return nil }); err == nil {
+		t.Error("an unknown compression was accepted")
 	}
 }
