@@ -2,11 +2,16 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/containerflow/containerflow/internal/image/imagetest"
 	"github.com/containerflow/containerflow/internal/testbed"
@@ -35,7 +40,7 @@ func TestQUICServerMigrates(t *testing.T) {
 		t.Fatal(err)
 	}
 	ip := netip.MustParseAddr("198.18.0.13")
-	e.runOn(testbed.HostA, ContainerSpec{Name: "quic", IP: ip, Image: imagetest.BusyboxRef,
+	info := e.runOn(testbed.HostA, ContainerSpec{Name: "quic", IP: ip, Image: imagetest.BusyboxRef,
 		Args: []string{"/opt/app/cflow", "workload", "quic-server", "--listen", ":4433", "--interval", "10ms"}})
 
 	// quic-go retransmits its Initial until the server is up, within
@@ -57,6 +62,8 @@ func TestQUICServerMigrates(t *testing.T) {
 		}
 	}()
 	time.Sleep(time.Second)
+	opts := udpSockOpts(t, info.Pid, 4433)
+	t.Logf("server socket options before the migrations: %v", opts)
 
 	type move struct {
 		from, to   string
@@ -74,6 +81,12 @@ func TestQUICServerMigrates(t *testing.T) {
 		// Long enough for QUIC to retransmit what the freeze cost and
 		// for every request of the window to be answered.
 		time.Sleep(2 * time.Second)
+		if in, err := e.clients[to].Get(ctx, "quic"); err != nil {
+			t.Fatal(err)
+		} else if got := udpSockOpts(t, in.Pid, 4433); !maps.Equal(got, opts) {
+			// Not fatal: what matters is that QUIC survives, checked below.
+			t.Logf("%s->%s: server socket options changed: %v, were %v", from, to, got, opts)
+		}
 		moves = append(moves, move{from: from, to: to, start: start, end: time.Now(), readyMs: res.Record.TimeToReadyMs})
 		from = to
 	}
@@ -107,4 +120,52 @@ func TestQUICServerMigrates(t *testing.T) {
 			t.Errorf("conn %d: only %d requests", s.Conn, s.Requests)
 		}
 	}
+}
+
+// udpSockOpts reads, through a pidfd, the socket options quic-go sets on
+// the UDP socket of pid bound to port: ECN reception, packet info (the
+// address a datagram came to), don't-fragment, buffer sizes.
+func udpSockOpts(t *testing.T, pid, port int) map[string]int {
+	t.Helper()
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open %d: %v", pid, err)
+	}
+	defer unix.Close(pfd)
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range ents {
+		n, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		fd, err := unix.PidfdGetfd(pfd, n, 0)
+		if err != nil {
+			continue
+		}
+		typ, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+		sa, _ := unix.Getsockname(fd)
+		if in, ok := sa.(*unix.SockaddrInet4); !ok || typ != unix.SOCK_DGRAM || in.Port != port {
+			unix.Close(fd)
+			continue
+		}
+		opts := map[string]int{}
+		for name, o := range map[string][2]int{
+			"IP_RECVTOS": {unix.IPPROTO_IP, unix.IP_RECVTOS}, "IP_PKTINFO": {unix.IPPROTO_IP, unix.IP_PKTINFO},
+			"IP_MTU_DISCOVER": {unix.IPPROTO_IP, unix.IP_MTU_DISCOVER},
+			"SO_RCVBUF":       {unix.SOL_SOCKET, unix.SO_RCVBUF}, "SO_SNDBUF": {unix.SOL_SOCKET, unix.SO_SNDBUF},
+		} {
+			v, err := unix.GetsockoptInt(fd, o[0], o[1])
+			if err != nil {
+				v = -1
+			}
+			opts[name] = v
+		}
+		unix.Close(fd)
+		return opts
+	}
+	t.Fatalf("no UDP socket on port %d in process %d", port, pid)
+	return nil
 }
