@@ -63,6 +63,7 @@ func newLoadgenCmd() *cobra.Command {
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", 30*time.Second, "a connection silent this long counts as dropped")
 	f.BoolVar(&cfg.NoReconnect, "no-reconnect", false, "leave dropped connections down (the seed's behaviour)")
 	f.DurationVar(&duration, "duration", 0, "stop after this long (0: until interrupted)")
+	cmd.AddCommand(newLoadgenQUICCmd())
 	return cmd
 }
 

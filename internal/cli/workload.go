@@ -51,6 +51,6 @@ func newWorkloadCmd() *cobra.Command {
 	srv.Flags().DurationVar(&interval, "interval", 5*time.Millisecond, "interval of the server's own records")
 	srv.Flags().IntVar(&memoryMiB, "memory-mib", 0, "hold this much touched, self-checking memory (MiB)")
 	cmd.AddCommand(srv)
-	cmd.AddCommand(newWSServerCmd())
+	cmd.AddCommand(newWSServerCmd(), newQUICServerCmd())
 	return cmd
 }
