@@ -144,6 +144,7 @@ type entry struct {
 	info     ContainerInfo
 	incoming *incoming         // destination-side migration state
 	pages    *runtime.PostCopy // post-copy: the memory still coming from the previous host
+	out      *localSource      // source side of the migration under way
 }
 
 // Agent is one host's daemon.

@@ -110,6 +110,7 @@ func (a *Agent) Handler() http.Handler {
 		}
 		reply(w, map[string]string{"live": r.PathValue("name")}, a.goLive(r.Context(), r.PathValue("name"), req.Nonce))
 	})
+	mux.Handle("POST /v1/migrations/{name}/handoff", a.auth(a.serveHandoff))
 	mux.Handle("POST /v1/migrations/{name}/settle", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"settled": r.PathValue("name")}, a.settleIncoming(r.Context(), r.PathValue("name")))
 	}))

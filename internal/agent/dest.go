@@ -148,7 +148,7 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceH
 		a.release(s.Name)
 		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	in := &incoming{resumeSignal: req.ResumeSignal, dir: dir, engine: req.Engine, compress: req.Compress}
+	in := &incoming{resumeSignal: req.ResumeSignal, dir: dir, engine: req.Engine, compress: req.Compress, from: req.From}
 	if req.PageServerPort > 0 {
 		if req.Engine != EngineDirect || sourceHost == "" || req.PageServerPort > 65535 {
 			a.release(s.Name)

@@ -99,7 +99,13 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry) error {
 	in.switched, in.switchTook = true, time.Since(start)
 	a.mu.Unlock()
 	a.log.Info("took the address inside the restore", "name", spec.Name, "ip", spec.IP, "steer", in.switchTook)
-	return cnet.Unlock(a.netns(spec.Name))
+	if err := cnet.Unlock(a.netns(spec.Name)); err != nil {
+		return err
+	}
+	if in.from != "" {
+		a.askHandoff(ctx, in.from, spec.Name) // see golive_handoff.go
+	}
+	return nil
 }
 
 // HookMain is `cflow agent hook`: it asks the agent to take the address of

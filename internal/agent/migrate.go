@@ -111,6 +111,7 @@ type incoming struct {
 	switched     bool               // the address was taken inside the restore
 	switchTook   time.Duration      // how long steering took there
 	compress     string             // of the image stream
+	from         string             // the source host
 }
 
 // faults lets tests break a migration at a chosen point, on the real path.
@@ -170,6 +171,9 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 
 	dir := filepath.Join(a.cfg.ImagesDir, name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	src := &localSource{a: a, spec: spec, req: req, dir: dir}
+	a.mu.Lock()
+	e.out = src // the destination asks it for the handoff (handoff.go)
+	a.mu.Unlock()
 	if mode == migration.ModePostCopy {
 		if src.port, err = a.freePort(); err != nil {
 			a.setState(e, StateRunning)
@@ -189,7 +193,11 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	if staged > 0 {
 		rec.ImageStageMs, rec.ImageStageB = float64(stageTook.Microseconds())/1000, staged
 	}
-	rec.HandoffDatagrams, rec.HandoffDatagramsLost = int64(src.released.Datagrams), int64(src.released.DatagramsLost)
+	a.mu.Lock()
+	e.out = nil
+	a.mu.Unlock()
+	released, _ := src.handoffNow() // the counts; the catcher is gone by now
+	rec.HandoffDatagrams, rec.HandoffDatagramsLost = int64(released.Datagrams), int64(released.DatagramsLost)
 	rec.Compress, rec.TransferWireB = req.Compress, dst.wireBytes()
 	if rec.Status != migration.StatusSuccess {
 		if kept := a.keepLogs(dir); kept != "" {

@@ -69,6 +69,7 @@ func TestQUICServerMigrates(t *testing.T) {
 		from, to   string
 		start, end time.Time
 		readyMs    float64
+		held       int64 // datagrams held during the freeze and released
 	}
 	var moves []move
 	from := testbed.HostA
@@ -87,7 +88,7 @@ func TestQUICServerMigrates(t *testing.T) {
 			// Not fatal: what matters is that QUIC survives, checked below.
 			t.Logf("%s->%s: server socket options changed: %v, were %v", from, to, got, opts)
 		}
-		moves = append(moves, move{from: from, to: to, start: start, end: time.Now(), readyMs: res.Record.TimeToReadyMs})
+		moves = append(moves, move{from: from, to: to, start: start, end: time.Now(), readyMs: res.Record.TimeToReadyMs, held: res.Record.HandoffDatagrams})
 		from = to
 	}
 	stats := cl.Stop(ctx, 5*time.Second)
@@ -102,8 +103,8 @@ func TestQUICServerMigrates(t *testing.T) {
 			lost += s.QUIC.LostIn(m.start, m.end)
 			ptos += s.QUIC.PTOsIn(m.start, m.end)
 		}
-		t.Logf("%s->%s: time to ready %.0f ms; longest silence: responses %.0f ms, download %.0f ms; client QUIC: %d packets declared lost, %d PTOs",
-			m.from, m.to, m.readyMs, float64(maxResp)/1e6, float64(maxChunk)/1e6, lost, ptos)
+		t.Logf("%s->%s: time to ready %.0f ms; %d datagrams held and released; longest silence: responses %.0f ms, download %.0f ms; client QUIC: %d packets declared lost, %d PTOs",
+			m.from, m.to, m.readyMs, m.held, float64(maxResp)/1e6, float64(maxChunk)/1e6, lost, ptos)
 		if maxResp == 0 && maxChunk == 0 {
 			t.Errorf("%s->%s: no silence at all around a migration: the windows are wrong", m.from, m.to)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ type localSource struct {
 	req      MigrateRequest
 	dir      string // the migration's directory: images/, work/, work-rollback/
 	signaled bool
+	hmu      sync.Mutex // catch and released: the destination may ask for the handoff (handoffNow)
 	catch    *handoff.Catcher
 	released handoff.Released  // what the handoff sent, for the record
 	dumper   *runtime.Dumper   // direct engine: CRIU started, waiting for the freeze
@@ -108,7 +110,9 @@ func (s *localSource) Freeze(context.Context) error {
 			// retransmissions.
 			s.a.log.Warn("no frame handoff for this migration", "err", err)
 		}
+		s.hmu.Lock()
 		s.catch = c
+		s.hmu.Unlock()
 	}
 	if err := s.a.rt.Freeze(s.spec.Name, 5*time.Second); err != nil {
 		return err
@@ -119,21 +123,41 @@ func (s *localSource) Freeze(context.Context) error {
 	return nil
 }
 
+// takeCatch removes the catcher, so that one caller alone releases or
+// discards it.
+func (s *localSource) takeCatch() *handoff.Catcher {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	c := s.catch
+	s.catch = nil
+	return c
+}
+
 func (s *localSource) dropCatch() {
-	if s.catch != nil {
-		s.catch.Discard()
-		s.catch = nil
+	if c := s.takeCatch(); c != nil {
+		c.Discard()
 	}
 }
 
-func (s *localSource) Handoff(context.Context) (int, error) {
-	if s.catch == nil {
-		return 0, nil
+// handoffNow sends what the catcher took to whoever owns the address now,
+// once: a second call (the migration's handoff step after the destination
+// asked for it inside its go-live) reports the first one's counts.
+func (s *localSource) handoffNow() (handoff.Released, error) {
+	c := s.takeCatch()
+	if c == nil {
+		s.hmu.Lock()
+		defer s.hmu.Unlock()
+		return s.released, nil
 	}
-	c := s.catch
-	s.catch = nil
 	r, err := c.Release()
+	s.hmu.Lock()
 	s.released = r
+	s.hmu.Unlock()
+	return r, err
+}
+
+func (s *localSource) Handoff(context.Context) (int, error) {
+	r, err := s.handoffNow()
 	return r.Frames + r.Datagrams, err
 }
 
@@ -150,17 +174,11 @@ func (s *localSource) Thaw(ctx context.Context) error {
 // destination: without it a client that sent during the freeze waits for
 // its backed-off retransmission timer after every rollback.
 func (s *localSource) giveBack(resumeErr error) {
-	c := s.catch
-	if c == nil {
-		return
-	}
-	s.catch = nil
 	if resumeErr != nil {
-		c.Discard()
+		s.dropCatch()
 		return
 	}
-	r, err := c.Release()
-	s.released = r
+	r, err := s.handoffNow()
 	if err != nil {
 		s.a.log.Warn("frames caught during the freeze not handed back", "name", s.spec.Name, "err", err)
 	} else if r.Frames+r.Datagrams > 0 {

@@ -123,11 +123,11 @@ func (c *Catcher) read() {
 
 // Released says what a Release sent.
 type Released struct {
-	Frames    int // TCP frames
-	Datagrams int // UDP datagrams held
+	Frames    int `json:"frames"`    // TCP frames
+	Datagrams int `json:"datagrams"` // UDP datagrams held
 	// DatagramsLost were held beyond the hold's bound (or dropped by the
 	// kernel's NFLOG queue): they are gone, as they would be without it.
-	DatagramsLost int
+	DatagramsLost int `json:"datagrams_lost"`
 }
 
 // Release stops catching and holding and sends every caught frame, then
