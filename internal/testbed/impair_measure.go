@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 // Probes of link impairment with real packets between two nodes of the
@@ -235,4 +237,28 @@ func Percentile(d []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(p / 100 * float64(len(s)-1))
 	return s[i]
+}
+
+// PinNeighbours makes two nodes' ARP entries for each other on the data
+// network permanent: ARP frames on an impaired link would take draws from
+// its PRNG, and a drop pattern only repeats over the same frames.
+func (tb *Testbed) PinNeighbours(a, b string) error {
+	for _, p := range [][2]string{{a, b}, {b, a}} {
+		peer, err := Spec(p[1])
+		if err != nil {
+			return err
+		}
+		err = tb.Do(p[0], func() error {
+			l, err := netlink.LinkByName(UplinkIf)
+			if err != nil {
+				return err
+			}
+			return netlink.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, State: netlink.NUD_PERMANENT,
+				IP: peer.DataIP.AsSlice(), HardwareAddr: peer.MAC})
+		})
+		if err != nil {
+			return fmt.Errorf("pin %s's neighbour %s: %w", p[0], p[1], err)
+		}
+	}
+	return nil
 }

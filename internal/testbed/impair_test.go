@@ -87,24 +87,10 @@ func TestParseImpairment(t *testing.T) {
 	}
 }
 
-// pinNeighbours makes the client's and hostA's ARP entries for each other
-// permanent: ARP frames on an impaired link would take draws from its
-// PRNG, and a drop pattern is only repeatable over the same frames.
 func pinNeighbours(t *testing.T, tb *Testbed) {
 	t.Helper()
-	for _, p := range [][2]string{{Client, HostA}, {HostA, Client}} {
-		peer, _ := Spec(p[1])
-		err := tb.Do(p[0], func() error {
-			l, err := netlink.LinkByName(UplinkIf)
-			if err != nil {
-				return err
-			}
-			return netlink.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, State: netlink.NUD_PERMANENT,
-				IP: peer.DataIP.AsSlice(), HardwareAddr: peer.MAC})
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := tb.PinNeighbours(Client, HostA); err != nil {
+		t.Fatal(err)
 	}
 }
 

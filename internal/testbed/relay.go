@@ -144,6 +144,7 @@ func RelayMain(prefix, link string, im Impairment) error {
 	writeStats := func() {
 		_ = writeJSON(tb.impairFile(l, ".stats.json"), map[string]RelayStats{"up": dirs[0].stats(), "down": dirs[1].stats()})
 	}
+	writeStats()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for done := false; !done; {
