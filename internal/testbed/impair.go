@@ -253,3 +253,44 @@ func (l LinkRef) SwitchIf() string {
 	}
 	return s.DataPort()
 }
+
+// ParseImpairSpec reads "LINK:delay=20ms,jitter=2ms,loss=1%,rate=10mbit,seed=7"
+// (any subset of the keys) into the canonical link name and its impairment.
+func ParseImpairSpec(s string) (string, Impairment, error) {
+	link, kv, ok := strings.Cut(s, ":")
+	if !ok {
+		return "", Impairment{}, fmt.Errorf("%w: %q (want LINK:delay=D,jitter=J,loss=P,rate=R,seed=S)", ErrBadImpairment, s)
+	}
+	l, err := ParseLink(link)
+	if err != nil {
+		return "", Impairment{}, err
+	}
+	vals := map[string]string{}
+	for _, f := range strings.Split(kv, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(f), "=")
+		if !ok || v == "" {
+			return "", Impairment{}, fmt.Errorf("%w: %q: %q is not key=value", ErrBadImpairment, s, f)
+		}
+		switch k {
+		case "delay", "jitter", "loss", "rate", "seed", "limit":
+		default:
+			return "", Impairment{}, fmt.Errorf("%w: %q: unknown key %q (delay, jitter, loss, rate, seed, limit)", ErrBadImpairment, s, k)
+		}
+		vals[k] = v
+	}
+	im, err := ParseImpairment(vals["delay"], vals["jitter"], vals["loss"], vals["rate"])
+	if err != nil {
+		return "", im, err
+	}
+	if v, ok := vals["seed"]; ok {
+		if im.Seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return "", im, fmt.Errorf("%w: seed %q", ErrBadImpairment, v)
+		}
+	}
+	if v, ok := vals["limit"]; ok {
+		if im.Limit, err = strconv.Atoi(v); err != nil {
+			return "", im, fmt.Errorf("%w: limit %q", ErrBadImpairment, v)
+		}
+	}
+	return l.String(), im, im.Validate()
+}
