@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/containerflow/containerflow/internal/experiment"
 	"github.com/containerflow/containerflow/internal/plot"
+	"github.com/containerflow/containerflow/internal/testbed"
 )
 
 // newExperimentCmd is `cflow experiment`: the seed's run_experiment.sh as
@@ -19,6 +21,7 @@ func newExperimentCmd(g *globals) *cobra.Command {
 	var (
 		steady, post float64
 		o            experiment.Options
+		imp          impairFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "experiment",
@@ -32,11 +35,17 @@ OUT/run_YYYYMMDD_HHMMSS/ (metrics.csv, migration_timing_N.txt, summary.json,
 report.md and twelve plots) and tears the testbed down — also on failure or
 Ctrl-C, after writing what it measured so far. See docs/experiment.md.`,
 		Example: `  cflow experiment --steady-state 30 --post-migration 30 --migrations 25
-  cflow experiment --steady-state 5 --post-migration 5 --migrations 4 --out /tmp/results`,
+  cflow experiment --steady-state 5 --post-migration 5 --migrations 4 --out /tmp/results
+  cflow experiment --migrations 4 --delay 10ms --loss 0.5%            # the client's link
+  cflow experiment --migrations 4 --impair hostA-mgmt:rate=100mbit     # image transfer path`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if steady < 0 || post < 0 {
 				return fmt.Errorf("%w: --steady-state and --post-migration must not be negative", experiment.ErrBadOptions)
+			}
+			var err error
+			if o.Impair, err = imp.parse(cmd); err != nil {
+				return fmt.Errorf("%w: %v", experiment.ErrBadOptions, err)
 			}
 			o.SteadyState = time.Duration(steady * float64(time.Second))
 			o.PostMigration = time.Duration(post * float64(time.Second))
@@ -80,6 +89,7 @@ Ctrl-C, after writing what it measured so far. See docs/experiment.md.`,
 	f.BoolVar(&o.Quiesce, "quiesce", false, "quiesce the server with SIGUSR2 and drain send queues before each checkpoint, as the seed did")
 	f.StringVar(&o.OutDir, "out", "results", "directory for run_YYYYMMDD_HHMMSS/")
 	f.BoolVar(&o.NoPlots, "no-plots", false, "skip the plots")
+	imp.register(f)
 	return cmd
 }
 
@@ -98,4 +108,53 @@ func newPlotCmd() *cobra.Command {
 			return err
 		},
 	}
+}
+
+// impairFlags are the experiment's link impairments: --delay, --jitter,
+// --loss, --rate and --seed for the client's data link (the clients' path
+// to the workload), and --impair LINK:key=value,... for any link.
+type impairFlags struct {
+	delay, jitter, loss, rate string
+	seed                      uint64
+	specs                     []string
+}
+
+func (f *impairFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.delay, "delay", "", "one-way delay each way on the client's link (cflow testbed impair client --delay)")
+	fs.StringVar(&f.jitter, "jitter", "", "jitter of that delay")
+	fs.StringVar(&f.loss, "loss", "", "loss each way on the client's link, e.g. 0.5%")
+	fs.StringVar(&f.rate, "rate", "", "rate each way on the client's link, e.g. 10mbit")
+	fs.Uint64Var(&f.seed, "seed", 0, "seed of the impairments' loss and jitter (default 1, so runs repeat)")
+	fs.StringArrayVar(&f.specs, "impair", nil, "impair a link: LINK:delay=D,jitter=J,loss=P,rate=R,seed=S (LINK: NODE, NODE-data or NODE-mgmt); repeatable")
+}
+
+func (f *impairFlags) parse(cmd *cobra.Command) (map[string]testbed.Impairment, error) {
+	out := map[string]testbed.Impairment{}
+	if f.delay != "" || f.jitter != "" || f.loss != "" || f.rate != "" {
+		im, err := testbed.ParseImpairment(f.delay, f.jitter, f.loss, f.rate)
+		if err != nil {
+			return nil, err
+		}
+		im.Seed = f.seed
+		if err := im.Validate(); err != nil {
+			return nil, err
+		}
+		out[testbed.Client+"-"+testbed.LinkData] = im
+	} else if cmd.Flags().Changed("seed") && len(f.specs) == 0 {
+		return nil, fmt.Errorf("--seed without an impairment")
+	}
+	for _, s := range f.specs {
+		link, im, err := testbed.ParseImpairSpec(s)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := out[link]; dup {
+			return nil, fmt.Errorf("link %s is impaired twice", link)
+		}
+		if im.Seed == 0 {
+			im.Seed = f.seed
+		}
+		out[link] = im
+	}
+	return out, nil
 }

@@ -38,6 +38,8 @@ management network 198.19.0.0/24; nothing is routed outside.`,
 		newTestbedStatusCmd(g),
 		newTestbedExecCmd(g),
 		newTestbedSmokeCmd(g),
+		newTestbedImpairCmd(g),
+		newTestbedImpairRelayCmd(g),
 	)
 	return cmd
 }

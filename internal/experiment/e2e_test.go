@@ -24,7 +24,7 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case "agent", "workload", "switch", "loadgen":
+		case "agent", "workload", "switch", "loadgen", "testbed": // testbed: impair-relay
 			os.Exit(cli.Execute())
 		}
 	}

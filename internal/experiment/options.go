@@ -33,6 +33,9 @@ type Options struct {
 	Log      *slog.Logger
 	// NoPlots skips the plots (and their section of the report).
 	NoPlots bool
+	// Impair impairs testbed links (by canonical name, testbed.ParseLink)
+	// from right after the testbed is up to the end of the run.
+	Impair map[string]testbed.Impairment
 }
 
 // ErrBadOptions marks invalid settings, reported before anything starts.
@@ -61,6 +64,14 @@ func (o *Options) Validate() error {
 		return bad("--out must name a directory")
 	case o.Binary == "":
 		return bad("no cflow binary to run agents and the workload with")
+	}
+	for link, im := range o.Impair {
+		if _, err := testbed.ParseLink(link); err != nil {
+			return bad("%v", err)
+		}
+		if err := im.Validate(); err != nil {
+			return bad("impairment of %s: %v", link, err)
+		}
 	}
 	if fi, err := os.Stat(o.Binary); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 		return bad("cflow binary %s is not an executable file", o.Binary)

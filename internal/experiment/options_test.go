@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/containerflow/containerflow/internal/testbed"
 )
 
 // Bad settings are refused before anything starts, with a message that
@@ -15,6 +17,11 @@ func TestValidate(t *testing.T) {
 	ok := Options{SteadyState: time.Second, PostMigration: time.Second, Migrations: 2, Connections: 4, FPS: 30, OutDir: t.TempDir(), Binary: self}
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("good options refused: %v", err)
+	}
+	imp := ok
+	imp.Impair = map[string]testbed.Impairment{"client": {Delay: 10 * time.Millisecond}, "hostA-mgmt": {Rate: 100e6}}
+	if err := imp.Validate(); err != nil {
+		t.Fatalf("good impairments refused: %v", err)
 	}
 	file := filepath.Join(t.TempDir(), "f")
 	_ = os.WriteFile(file, nil, 0o644)
@@ -28,6 +35,9 @@ func TestValidate(t *testing.T) {
 		"out dir under a file":     func(o *Options) { o.OutDir = filepath.Join(file, "x") },
 		"no binary":                func(o *Options) { o.Binary = "" },
 		"binary is not executable": func(o *Options) { o.Binary = file },
+		"impairment of no link":    func(o *Options) { o.Impair = map[string]testbed.Impairment{"hostC": {Delay: time.Millisecond}} },
+		"negative delay":           func(o *Options) { o.Impair = map[string]testbed.Impairment{"client": {Delay: -time.Millisecond}} },
+		"loss over 100%":           func(o *Options) { o.Impair = map[string]testbed.Impairment{"client-data": {Loss: 101}} },
 	} {
 		o := ok
 		mod(&o)

@@ -3,7 +3,9 @@ package experiment
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -30,6 +32,9 @@ func writeReport(path string, s *results.Summary, plots []string) error {
 		s.Params.Migrations, s.Params.Connections, s.Params.FPS, s.Params.SteadyStateS, s.Params.PostMigrationS)
 	if s.Params.Quiesce {
 		p(", quiesced (SIGUSR2) before each checkpoint")
+	}
+	for _, l := range slices.Sorted(maps.Keys(s.Params.Impairments)) {
+		p("; link %s impaired, each way: %s", l, s.Params.Impairments[l])
 	}
 	p(". Started %s, finished %s.\n\n", s.Started.Format("2006-01-02 15:04:05 MST"), s.Finished.Format("15:04:05"))
 	if s.Interrupted || s.Error != "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -97,8 +99,25 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 			err = errors.Join(err, fmt.Errorf("testbed down: %w", derr))
 		}
 	}()
+	impaired := map[string]string{}
+	for _, link := range slices.Sorted(maps.Keys(o.Impair)) {
+		im := o.Impair[link]
+		if im.Seed == 0 {
+			im.Seed = 1 // a run is repeatable unless asked otherwise
+		}
+		if err := tb.Impair(link, im); err != nil {
+			return res, fmt.Errorf("impair %s: %w", link, err)
+		}
+		ims, _ := tb.Impairments()
+		for _, li := range ims {
+			if li.Link == link {
+				impaired[link] = li.Impairment.String() + " (" + li.Mechanism + ")"
+			}
+		}
+		say("link %s impaired, each way: %s", link, impaired[link])
+	}
 
-	r := &runner{o: o, tb: tb, dir: dir, say: say, state: &runState{host: testbed.HostA}}
+	r := &runner{o: o, tb: tb, dir: dir, say: say, state: &runState{host: testbed.HostA}, impaired: impaired}
 	return res, r.run(ctx, res, started)
 }
 
@@ -111,6 +130,8 @@ type runner struct {
 	agents map[string]*agent.Client
 	hc     *http.Client
 	lg     *loadgenProc
+	// impaired: link -> its impairment as applied, for the summary.
+	impaired map[string]string
 }
 
 func (r *runner) serverURL(path string) string {
@@ -218,7 +239,7 @@ func (r *runner) run(ctx context.Context, res *Result, started time.Time) error 
 		}
 	}
 	sum := results.Compute(results.Params{SteadyStateS: o.SteadyState.Seconds(), PostMigrationS: o.PostMigration.Seconds(),
-		Migrations: o.Migrations, Connections: o.Connections, FPS: o.FPS, Quiesce: o.Quiesce, Prefix: o.Prefix},
+		Migrations: o.Migrations, Connections: o.Connections, FPS: o.FPS, Quiesce: o.Quiesce, Prefix: o.Prefix, Impairments: r.impaired},
 		outs, rep, o.PostMigration, rtt)
 	sum.Run, sum.Started, sum.Finished, sum.Interrupted = filepath.Base(r.dir), started, time.Now(), interrupted
 	runErr := errors.Join(csvErr, repErr)

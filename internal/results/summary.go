@@ -24,6 +24,9 @@ type Params struct {
 	FPS            int     `json:"fps"`
 	Quiesce        bool    `json:"quiesce"`
 	Prefix         string  `json:"testbed_prefix"`
+	// Impairments are the impaired links of the run, each in the words of
+	// `cflow testbed impair` and with its mechanism.
+	Impairments map[string]string `json:"impairments,omitempty"`
 }
 
 // Outcome is what the experiment knows of one migration attempt.

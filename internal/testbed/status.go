@@ -37,6 +37,8 @@ type Status struct {
 	Switch     SwitchStatus `json:"switch"`
 	Nodes      []NodeStatus `json:"nodes"`
 	Containers []NodeStatus `json:"containers"`
+	// Impairments are the impaired links (Impair).
+	Impairments []LinkImpairment `json:"impairments,omitempty"`
 }
 
 // Healthy reports whether every node namespace exists, every link in it is
@@ -44,6 +46,11 @@ type Status struct {
 func (s Status) Healthy() bool {
 	if len(s.Switch.Problems) > 0 {
 		return false
+	}
+	for _, im := range s.Impairments {
+		if !im.Running {
+			return false // its filters drop everything: the link is dead
+		}
 	}
 	for _, n := range s.Nodes {
 		if !n.Present {
@@ -85,7 +92,9 @@ func (tb *Testbed) Status() (Status, error) {
 			st.Containers = append(st.Containers, ns)
 		}
 	}
-	return st, nil
+	ims, err := tb.Impairments()
+	st.Impairments = ims
+	return st, err
 }
 
 func (tb *Testbed) nodeStatus(node string) (NodeStatus, error) {
@@ -157,6 +166,29 @@ func (s Status) Print(w io.Writer) {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", node, netns, procs, name, state, l.MAC, strings.Join(l.Addrs, ","))
 		}
+	}
+	tw.Flush()
+	if len(s.Impairments) == 0 {
+		fmt.Fprintln(w, "impairments: none")
+		return
+	}
+	fmt.Fprintln(w, "impairments:")
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "LINK\tMECHANISM\tSTATE\tIMPAIRMENT (each direction)\tFRAMES up/down (received, lost, queue-dropped)\n")
+	for _, im := range s.Impairments {
+		mech, state := im.Mechanism, "active"
+		if im.PID != 0 {
+			mech += fmt.Sprintf(" (pid %d)", im.PID)
+		}
+		if !im.Running {
+			state = "DEAD"
+		}
+		frames := ""
+		if up, ok := im.Stats["up"]; ok {
+			dn := im.Stats["down"]
+			frames = fmt.Sprintf("%d,%d,%d / %d,%d,%d", up.Received, up.Lost, up.QueueDrop, dn.Received, dn.Lost, dn.QueueDrop)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", im.Link, mech, state, im.Impairment, frames)
 	}
 	tw.Flush()
 }
