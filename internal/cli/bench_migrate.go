@@ -8,13 +8,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/containerflow/containerflow/internal/bench/migratebench"
+	"github.com/containerflow/containerflow/internal/testbed"
 )
 
 // newBenchMigrateCmd measures migrations from the client's side.
 func newBenchMigrateCmd(g *globals) *cobra.Command {
 	var (
-		o        migratebench.Options
-		jsonPath string
+		o          migratebench.Options
+		jsonPath   string
+		clientLink string
 	)
 	cmd := &cobra.Command{
 		Use:   "migrate",
@@ -32,7 +34,9 @@ with containers holding that much touched, self-checking memory. Between
 migrations, --references times, each container is also checkpointed and
 restored in place by bare CRIU (no transfer, no network steps): time to
 ready is reported as a ratio of that reference, measured in the same run.
-The testbed (a new one, named by --prefix or at random) is removed
+--workload stream,quic adds a QUIC server container (request streams, a
+download, datagrams) migrated interleaved with the TCP one; --client-link
+loss=1% impairs the client's link for the whole run. The testbed (a new one, named by --prefix or at random) is removed
 afterwards.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -50,6 +54,16 @@ afterwards.`,
 			}
 			if o.Request.Engine != "direct" && o.Request.Engine != "runc" {
 				return fmt.Errorf("--engine %q: direct or runc", o.Request.Engine)
+			}
+			if clientLink != "" {
+				_, im, err := testbed.ParseImpairSpec("client:" + clientLink)
+				if err != nil {
+					return fmt.Errorf("--client-link: %w", err)
+				}
+				if im.Seed == 0 {
+					im.Seed = 1 // runs repeat
+				}
+				o.ClientLink = im
 			}
 			if jsonPath != "" {
 				f, err := os.Create(jsonPath)
@@ -89,5 +103,7 @@ afterwards.`,
 	f.StringSliceVar(&o.Modes, "mode", []string{"auto"}, "migration modes, one round each: auto, stop-and-copy, post-copy (e.g. stop-and-copy,post-copy)")
 	f.IntVar(&o.References, "references", 5, "bare CRIU checkpoint/restore references per container")
 	f.StringVar(&o.Request.Compress, "compress", "", "pack the image stream on the wire: none or zstd")
+	f.StringSliceVar(&o.Workloads, "workload", []string{"stream"}, "workloads, their containers migrated interleaved: stream (TCP), quic (e.g. stream,quic)")
+	f.StringVar(&clientLink, "client-link", "", "impair the client's link for the whole run, e.g. loss=1%,delay=5ms (see cflow testbed impair)")
 	return cmd
 }

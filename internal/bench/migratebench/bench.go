@@ -31,6 +31,7 @@ import (
 	"github.com/containerflow/containerflow/internal/image"
 	"github.com/containerflow/containerflow/internal/migration"
 	"github.com/containerflow/containerflow/internal/testbed"
+	"github.com/containerflow/containerflow/internal/workload/quic"
 	"github.com/containerflow/containerflow/internal/workload/stream"
 )
 
@@ -62,6 +63,13 @@ type Options struct {
 	// Modes lists the migration modes to run, one round each (nil: the
 	// request's mode, "auto" by default).
 	Modes []string
+	// Workloads lists the workloads of each round: "stream" (the
+	// sequence-checked TCP stream, the default) and "quic" (the QUIC
+	// workload: request streams, a download, datagrams), their containers'
+	// migrations interleaved, so their interruptions compare in one run.
+	Workloads []string
+	// ClientLink impairs the client's link for the whole run (e.g. loss).
+	ClientLink testbed.Impairment
 	// Image runs every container of a round twice, from the host's root
 	// and from an image holding the workload (built from Binary, which
 	// must be static), their migrations interleaved: image pre-staging
@@ -76,7 +84,13 @@ type Options struct {
 // ContainerIP is where the first workload container runs; others follow.
 var ContainerIP = netip.MustParseAddr("198.18.0.2")
 
-const port = 9000
+const (
+	port     = 9000
+	quicPort = 4433
+
+	workloadStream = "stream"
+	workloadQUIC   = "quic"
+)
 
 // Run performs the benchmark on a fresh testbed it removes afterwards.
 func Run(ctx context.Context, o Options) (*Result, error) {
@@ -110,6 +124,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("mode %q: auto, stop-and-copy or post-copy", m)
 		}
 	}
+	workloads := o.Workloads
+	if len(workloads) == 0 {
+		workloads = []string{workloadStream}
+	}
+	for _, w := range workloads {
+		if w != workloadStream && w != workloadQUIC {
+			return nil, fmt.Errorf("workload %q: stream or quic", w)
+		}
+	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
@@ -136,6 +159,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	if o.ClientLink != (testbed.Impairment{}) {
+		if err := tb.Impair("client", o.ClientLink); err != nil {
+			return nil, err
+		}
+	}
 	res := &Result{Connections: o.Connections}
 	res.Options.Interval, res.Options.Settle = o.Interval.String(), o.Settle.String()
 	seq := 0 // numbers the timing files across rounds
@@ -152,12 +180,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					continue // post-copy is the direct engine's
 				}
 				for _, img := range roots {
-					name := fmt.Sprintf("%s_%dm", eng, mib)
-					if img != "" {
-						name += "_img"
+					for _, w := range workloads {
+						name := fmt.Sprintf("%s_%dm", eng, mib)
+						if img != "" {
+							name += "_img"
+						}
+						if w != workloadStream {
+							name += "_" + w
+						}
+						r.ctrs = append(r.ctrs, &container{name: name, ip: ip, engine: eng, mib: mib, image: img, workload: w, where: testbed.HostA})
+						ip = ip.Next()
 					}
-					r.ctrs = append(r.ctrs, &container{name: name, ip: ip, engine: eng, mib: mib, image: img, where: testbed.HostA})
-					ip = ip.Next()
 				}
 			}
 			rows, err := r.run(ctx)
@@ -173,15 +206,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 // container is one workload container of a round and where it is.
 type container struct {
-	name   string
-	ip     netip.Addr
-	engine string
-	mib    int
-	image  string // "" for the host's root
-	where  string
-	conns  []*stream.Conn
-	final  []stream.ConnStats
-	events []event
+	name      string
+	ip        netip.Addr
+	engine    string
+	mib       int
+	image     string // "" for the host's root
+	workload  string // workloadStream or workloadQUIC
+	where     string
+	conns     []*stream.Conn
+	final     []stream.ConnStats
+	quic      *quic.Client // the QUIC workload's connections
+	quicFinal []quic.ConnStats
+	events    []event
 	// verified: the workload checked every page of its memory after the
 	// last migration.
 	verified bool
@@ -191,6 +227,9 @@ func (c *container) args(o Options) []string {
 	bin := "/opt/cflow/bin/" + filepath.Base(o.Binary)
 	if c.image != "" {
 		bin = benchImageBinary
+	}
+	if c.workload == workloadQUIC {
+		return []string{bin, "workload", "quic-server", "--listen", fmt.Sprintf(":%d", quicPort), "--interval", o.Interval.String()}
 	}
 	a := []string{bin, "workload", "stream-server",
 		"--listen", fmt.Sprintf(":%d", port), "--interval", o.Interval.String()}

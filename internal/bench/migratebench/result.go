@@ -30,19 +30,32 @@ type PerMigration struct {
 
 // Row is one container of the run: an engine, a memory size, a mode.
 type Row struct {
-	Engine          string   `json:"engine"`
-	MemoryMiB       int      `json:"memory_mib"`
-	Mode            string   `json:"mode"`
-	Image           bool     `json:"image"`           // runs from an image, not the host's root
-	MemoryVerified  bool     `json:"memory_verified"` // every page checked after the last migration
-	Migrations      int      `json:"migrations"`
-	Failed          int      `json:"failed"`
-	ConnectionDrops int      `json:"connection_drops"`
-	DropErrors      []string `json:"drop_errors,omitempty"`
-	BytesLost       uint64   `json:"bytes_lost"`
-	BytesDuplicated uint64   `json:"bytes_duplicated"`
-	RecordsReorder  uint64   `json:"records_reordered"`
-	BytesSent       uint64   `json:"bytes_sent"`
+	Engine    string `json:"engine"`
+	MemoryMiB int    `json:"memory_mib"`
+	Mode      string `json:"mode"`
+	Image     bool   `json:"image"`    // runs from an image, not the host's root
+	Workload  string `json:"workload"` // stream or quic
+	// QUIC workload: requests (and download chunks) lost or answered
+	// twice at the application level, connections that needed a new
+	// handshake, and quic-go's own loss and PTO counts in the migrations'
+	// windows; datagrams are unreliable by design, their loss is shown,
+	// not a failure.
+	RequestsSent       uint64   `json:"requests_sent,omitempty"`
+	RequestsLost       uint64   `json:"requests_lost,omitempty"`
+	RequestsDuplicated uint64   `json:"requests_duplicated,omitempty"`
+	NewHandshakes      int      `json:"new_handshakes,omitempty"`
+	DatagramsLost      uint64   `json:"datagrams_lost,omitempty"`
+	QUICLostPackets    int      `json:"quic_lost_packets,omitempty"`
+	QUICPTOs           int      `json:"quic_ptos,omitempty"`
+	MemoryVerified     bool     `json:"memory_verified"` // every page checked after the last migration
+	Migrations         int      `json:"migrations"`
+	Failed             int      `json:"failed"`
+	ConnectionDrops    int      `json:"connection_drops"`
+	DropErrors         []string `json:"drop_errors,omitempty"`
+	BytesLost          uint64   `json:"bytes_lost"`
+	BytesDuplicated    uint64   `json:"bytes_duplicated"`
+	RecordsReorder     uint64   `json:"records_reordered"`
+	BytesSent          uint64   `json:"bytes_sent"`
 	// DowntimeMs is the longest silence on any connection in either
 	// direction around each migration; EchoGapMs only counts the echoes
 	// of the client's records (which wait for the client's
@@ -131,7 +144,13 @@ type Result struct {
 	// ImageOverHostRoot is an image container's downtime over the host-root
 	// container's of the same round (--image).
 	ImageOverHostRoot []Ratio `json:"image_over_host_root_downtime,omitempty"`
-	Options           struct {
+	// QUICOverStream is the QUIC workload's interruption over the TCP
+	// stream's downtime in the same round (--workload stream,quic).
+	QUICOverStream     []Ratio `json:"quic_over_stream_downtime,omitempty"`
+	RequestsLost       uint64  `json:"requests_lost"`
+	RequestsDuplicated uint64  `json:"requests_duplicated"`
+	NewHandshakes      int     `json:"new_handshakes"`
+	Options            struct {
 		Interval string `json:"interval"`
 		Settle   string `json:"settle"`
 	} `json:"options"`
@@ -150,6 +169,9 @@ func (r *Result) add(rows []Row) {
 		r.BytesLost += row.BytesLost
 		r.BytesDuplicated += row.BytesDuplicated
 		r.BytesSent += row.BytesSent
+		r.RequestsLost += row.RequestsLost
+		r.RequestsDuplicated += row.RequestsDuplicated
+		r.NewHandshakes += row.NewHandshakes
 	}
 }
 
@@ -157,17 +179,25 @@ func (r *Result) summarize() {
 	for _, d := range r.Rows {
 		if d.Image {
 			for _, h := range r.Rows {
-				if !h.Image && h.Engine == d.Engine && h.MemoryMiB == d.MemoryMiB && h.Mode == d.Mode && h.DowntimeMs.P50 > 0 && h.DowntimeMs.P99 > 0 {
+				if !h.Image && h.Engine == d.Engine && h.Workload == d.Workload && h.MemoryMiB == d.MemoryMiB && h.Mode == d.Mode && h.DowntimeMs.P50 > 0 && h.DowntimeMs.P99 > 0 {
 					r.ImageOverHostRoot = append(r.ImageOverHostRoot, Ratio{MemoryMiB: d.MemoryMiB,
 						P50: d.DowntimeMs.P50 / h.DowntimeMs.P50, P99: d.DowntimeMs.P99 / h.DowntimeMs.P99})
 				}
 			}
 		}
-		if d.Engine != "direct" || d.Image {
+		if d.Workload == workloadQUIC {
+			for _, h := range r.Rows {
+				if h.Workload == workloadStream && h.Engine == d.Engine && h.Image == d.Image && h.MemoryMiB == d.MemoryMiB && h.Mode == d.Mode && h.DowntimeMs.P50 > 0 && h.DowntimeMs.P99 > 0 {
+					r.QUICOverStream = append(r.QUICOverStream, Ratio{MemoryMiB: d.MemoryMiB,
+						P50: d.DowntimeMs.P50 / h.DowntimeMs.P50, P99: d.DowntimeMs.P99 / h.DowntimeMs.P99})
+				}
+			}
+		}
+		if d.Engine != "direct" || d.Image || d.Workload == workloadQUIC {
 			continue
 		}
 		for _, c := range r.Rows {
-			if c.Engine == "runc" && !c.Image && c.MemoryMiB == d.MemoryMiB && c.DowntimeMs.P50 > 0 && c.DowntimeMs.P99 > 0 {
+			if c.Engine == "runc" && !c.Image && c.Workload != workloadQUIC && c.MemoryMiB == d.MemoryMiB && c.DowntimeMs.P50 > 0 && c.DowntimeMs.P99 > 0 {
 				r.DirectOverRunc = append(r.DirectOverRunc, Ratio{MemoryMiB: d.MemoryMiB,
 					P50: d.DowntimeMs.P50 / c.DowntimeMs.P50, P99: d.DowntimeMs.P99 / c.DowntimeMs.P99})
 			}
@@ -190,6 +220,18 @@ func (r *Result) Print(w io.Writer) {
 	}
 	for _, x := range r.DirectOverRunc {
 		fmt.Fprintf(w, "direct/runc downtime at %d MiB: p50 %.2f, p99 %.2f\n", x.MemoryMiB, x.P50, x.P99)
+	}
+	if r.RequestsLost+r.RequestsDuplicated > 0 || r.NewHandshakes > 0 || len(r.QUICOverStream) > 0 {
+		fmt.Fprintf(w, "QUIC: requests lost %d, duplicated %d, new handshakes %d\n", r.RequestsLost, r.RequestsDuplicated, r.NewHandshakes)
+	}
+	for _, x := range r.QUICOverStream {
+		fmt.Fprintf(w, "quic/stream interruption at %d MiB: p50 %.2f, p99 %.2f\n", x.MemoryMiB, x.P50, x.P99)
+	}
+	for _, row := range r.Rows {
+		if row.Workload == workloadQUIC {
+			fmt.Fprintf(w, "%s: %d requests, %d lost, %d duplicated; %d datagrams lost; quic-go declared %d packets lost and %d PTOs in the migrations' windows\n",
+				row.label(), row.RequestsSent, row.RequestsLost, row.RequestsDuplicated, row.DatagramsLost, row.QUICLostPackets, row.QUICPTOs)
+		}
 	}
 	for _, x := range r.ImageOverHostRoot {
 		fmt.Fprintf(w, "image/host-root downtime at %d MiB: p50 %.2f, p99 %.2f\n", x.MemoryMiB, x.P50, x.P99)
@@ -230,10 +272,14 @@ func (r *Result) Print(w io.Writer) {
 
 // label names a row's engine, "+img" when it runs from an image.
 func (row Row) label() string {
+	l := row.Engine
 	if row.Image {
-		return row.Engine + "+img"
+		l += "+img"
 	}
-	return row.Engine
+	if row.Workload == workloadQUIC {
+		l += "+quic"
+	}
+	return l
 }
 
 func ratio(x float64) string {

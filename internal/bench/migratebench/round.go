@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"github.com/containerflow/containerflow/internal/migration"
 	"github.com/containerflow/containerflow/internal/runtime"
 	"github.com/containerflow/containerflow/internal/testbed"
+	"github.com/containerflow/containerflow/internal/workload/quic"
 	"github.com/containerflow/containerflow/internal/workload/stream"
 )
 
@@ -66,7 +68,7 @@ func (r *round) run(ctx context.Context) ([]Row, error) {
 		}
 	}
 	for _, c := range r.ctrs {
-		if c.mib > 0 {
+		if c.mib > 0 && c.workload == workloadStream {
 			c.verified = r.verifyMemory(ctx, c)
 		}
 	}
@@ -75,6 +77,10 @@ func (r *round) run(ctx context.Context) ([]Row, error) {
 			c.final = append(c.final, cn.Stop(context.Background(), 5*time.Second))
 		}
 		c.conns = nil
+		if c.quic != nil {
+			c.quicFinal = c.quic.Stop(context.Background(), 5*time.Second)
+			c.quic = nil
+		}
 	}
 	rows := make([]Row, 0, len(r.ctrs))
 	var ref Row
@@ -93,6 +99,22 @@ func (r *round) run(ctx context.Context) ([]Row, error) {
 }
 
 func (r *round) connect(c *container) error {
+	if c.workload == workloadQUIC {
+		// quic-go resends its Initial until the server listens, within
+		// Dial's own timeout.
+		cl, err := quic.Dial(context.Background(), quic.ClientConfig{
+			Addr: fmt.Sprintf("%s:%d", c.ip, quicPort), Conns: r.o.Connections, Interval: r.o.Interval, MinGap: 20 * time.Millisecond, Datagrams: true,
+			ListenPacket: func() (pc net.PacketConn, err error) {
+				err = r.tb.Do(testbed.Client, func() error { pc, err = net.ListenPacket("udp4", ":0"); return err })
+				return pc, err
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("connect to workload %s: %w", c.name, err)
+		}
+		c.quic = cl
+		return nil
+	}
 	addr := fmt.Sprintf("%s:%d", c.ip, port)
 	for range r.o.Connections {
 		// A container with much memory to fill takes a while to listen.
@@ -117,6 +139,9 @@ func (r *round) stop() {
 	for _, c := range r.ctrs {
 		for _, cn := range c.conns {
 			cn.Stop(context.Background(), 0)
+		}
+		if c.quic != nil {
+			c.quic.Stop(context.Background(), 0)
 		}
 		_ = r.clients[c.where].Remove(context.Background(), c.name)
 	}
@@ -205,7 +230,7 @@ func (r *round) verifyMemory(ctx context.Context, c *container) bool {
 func (r *round) reference(ctx context.Context) {
 	var c *container
 	for _, x := range r.ctrs {
-		if x.engine == agent.EngineDirect {
+		if x.engine == agent.EngineDirect && x.workload == workloadStream {
 			c = x
 			break
 		}
@@ -232,7 +257,7 @@ func (r *round) reference(ctx context.Context) {
 // the settle time after its answer, for the last), so a connection still
 // silent after the answer counts, and no gap counts twice.
 func (r *round) measure(c *container) Row {
-	row := Row{Engine: c.engine, MemoryMiB: c.mib, Mode: r.mode, MemoryVerified: c.verified, Image: c.image != ""}
+	row := Row{Engine: c.engine, MemoryMiB: c.mib, Mode: r.mode, MemoryVerified: c.verified, Image: c.image != "", Workload: c.workload}
 	var down, echo, srv, ready, total, refs, refDown, ckpt []float64
 	var downHO, downNoHO, downPrio, downNoPrio []float64
 	phases := map[string][]float64{}
@@ -246,6 +271,17 @@ func (r *round) measure(c *container) Row {
 			worst = max(worst, st.MaxGapIn(0, ev.start, to))
 			e = max(e, st.MaxGapIn(stream.KindEcho, ev.start, to))
 			s = max(s, st.MaxGapIn(stream.KindServer, ev.start, to))
+		}
+		// QUIC: the answers to the client's requests stand for the
+		// echoes, the download for the server's own stream.
+		for _, st := range c.quicFinal {
+			e = max(e, st.MaxGapIn(quic.GapResponse, ev.start, to))
+			s = max(s, st.MaxGapIn(quic.GapChunk, ev.start, to))
+			worst = max(worst, e, s)
+			if ev.migration != nil {
+				row.QUICLostPackets += st.QUIC.LostIn(ev.start, to)
+				row.QUICPTOs += st.QUIC.PTOsIn(ev.start, to)
+			}
 		}
 		if ev.ref != nil {
 			refs = append(refs, msOf(ev.ref.Dump+ev.ref.Restore))
@@ -296,6 +332,22 @@ func (r *round) measure(c *container) Row {
 		row.BytesDuplicated += (st.Echo.Duplicated + st.Server.Duplicated) * stream.RecordSize
 		row.RecordsReorder += st.Echo.Reordered + st.Server.Reordered
 		row.BytesSent += st.Sent * stream.RecordSize
+	}
+	for i, st := range c.quicFinal {
+		if st.Drops > 0 || st.QUIC.Handshakes != 1 {
+			row.ConnectionDrops++
+			if st.QUIC.Handshakes > 1 {
+				row.NewHandshakes += int(st.QUIC.Handshakes - 1)
+			}
+			row.DropErrors = append(row.DropErrors, fmt.Sprintf("%s connection %d: %d drops, %d handshakes %v", c.name, i, st.Drops, st.QUIC.Handshakes, st.Errors))
+		}
+		row.RequestsSent += st.Requests
+		row.RequestsLost += st.Unanswered() + st.Download.Lost
+		row.RequestsDuplicated += st.Responses.Duplicated + st.Download.Duplicated
+		row.DatagramsLost += st.Datagrams.Lost
+		if err := st.Clean(); err != nil {
+			row.DropErrors = append(row.DropErrors, fmt.Sprintf("%s connection %d: %v", c.name, i, err))
+		}
 	}
 	row.setDists(down, echo, srv, ready, total, refs, refDown, ckpt, phases)
 	if r.o.CompareHandoff {
