@@ -358,6 +358,7 @@ func (a *Agent) commitIncoming(ctx context.Context, name string) error {
 		return err
 	}
 	_ = cnet.RemoveCRIULocks(ns)
+	go func() { _ = cnet.Tidy(ns) }() // slow, and nothing waits for it
 	if sig := e.incoming.resumeSignal; sig != 0 {
 		if err := a.rt.Signal(ctx, name, syscall.Signal(sig)); err != nil {
 			a.log.Warn("resume signal failed", "name", name, "err", err)

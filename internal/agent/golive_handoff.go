@@ -30,6 +30,7 @@ func (a *Agent) askHandoff(ctx context.Context, from, name string) {
 	if !ok {
 		return
 	}
+	t0 := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, handoffTimeout)
 	defer cancel()
 	var r handoff.Released
@@ -37,7 +38,7 @@ func (a *Agent) askHandoff(ctx context.Context, from, name string) {
 		a.log.Warn("no handoff inside the go-live; the source sends it after", "name", name, "from", from, "err", err)
 		return
 	}
-	a.log.Debug("handoff inside the go-live", "name", name, "frames", r.Frames, "datagrams", r.Datagrams)
+	a.log.Debug("handoff inside the go-live", "name", name, "frames", r.Frames, "datagrams", r.Datagrams, "took", time.Since(t0))
 }
 
 // serveHandoff is the source's side: it sends what it took since the

@@ -319,6 +319,7 @@ func (s *localSource) unlock() error {
 	if cerr := cnet.RemoveCRIULocks(ns); err == nil {
 		err = cerr
 	}
+	go func() { _ = cnet.Tidy(ns) }() // slow, and nothing waits for it
 	return err
 }
 

@@ -2,8 +2,9 @@ package cnet
 
 import (
 	"fmt"
-	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -13,11 +14,22 @@ import (
 	"github.com/containerflow/containerflow/internal/nsrun"
 )
 
-// lockTable is the nftables table Lock creates. CRIU's own lock tables
-// are named CRIU-*, so the two never collide. The tables are managed over
+// Lock tables are named lockPrefix + a serial. CRIU's own lock tables are
+// named CRIU-*, so the two never collide. The tables are managed over
 // netlink directly: exec'ing nft cost 10-15 ms per call, on the path
 // between the switch update and the container answering again.
-const lockTable = "cflow_lock"
+//
+// Any nftables change that deletes something — a table, a chain, a rule,
+// even a set element, or a chain's policy update — waits for an RCU grace
+// period in the kernel's commit: 8-15 ms here, measured. Adding is
+// sub-millisecond. So a lock is opened by *adding* an element to its
+// "open" set (its chains accept what the set lets through), a new lock is
+// a new table, and open tables are removed later, off the frozen path
+// (RemoveOpenLocks).
+const lockPrefix = "cflow_lock_"
+
+// openKey is the one element of a lock's "open" set.
+var openKey = []byte{1, 0, 0, 0}
 
 func nftConn(nsName string) (*nftables.Conn, func(), error) {
 	h, err := netns.GetFromPath(nsrun.Path(nsName))
@@ -38,15 +50,23 @@ func ifname(n string) []byte {
 	return b
 }
 
+var lockSerial atomic.Uint64
+
 // Lock makes the namespace drop every IPv4 packet in and out (loopback
-// excepted), without touching sockets. It is one netlink transaction.
+// excepted), without touching sockets. It is one netlink transaction that
+// only adds: a new table, closed.
 func Lock(nsName string) error {
 	c, done, err := nftConn(nsName)
 	if err != nil {
 		return err
 	}
 	defer done()
-	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: lockTable})
+	name := fmt.Sprintf("%s%d_%d", lockPrefix, time.Now().UnixNano(), lockSerial.Add(1))
+	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: name})
+	open := &nftables.Set{Table: t, Name: "open", KeyType: nftables.TypeInteger}
+	if err := c.AddSet(open, nil); err != nil {
+		return fmt.Errorf("lock %s: %w", nsName, err)
+	}
 	drop := nftables.ChainPolicyDrop
 	prio := nftables.ChainPriority(-300)
 	for _, ch := range []struct {
@@ -63,6 +83,11 @@ func Lock(nsName string) error {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname("lo")},
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		}})
+		c.AddRule(&nftables.Rule{Table: t, Chain: chain, Exprs: []expr.Any{
+			&expr.Immediate{Register: 1, Data: openKey},
+			&expr.Lookup{SourceRegister: 1, SetName: open.Name, SetID: open.ID},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		}})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("lock %s: %w", nsName, err)
@@ -70,15 +95,117 @@ func Lock(nsName string) error {
 	return nil
 }
 
-// Unlock removes Lock's table; unlocking an unlocked namespace is fine.
-func Unlock(nsName string) error {
-	return deleteTables(nsName, func(t *nftables.Table) bool { return t.Name == lockTable })
+// gateTables lists the tables named prefix*, each with whether its set
+// holds openKey (a lock opened, a hold released).
+func gateTables(c *nftables.Conn, prefix, set string) (map[*nftables.Table]bool, error) {
+	ts, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return nil, err
+	}
+	out := map[*nftables.Table]bool{}
+	for _, t := range ts {
+		if !strings.HasPrefix(t.Name, prefix) {
+			continue
+		}
+		s, err := c.GetSetByName(t, set)
+		if err != nil {
+			return nil, err
+		}
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, err
+		}
+		out[t] = len(elems) > 0
+	}
+	return out, nil
 }
 
-// Locked reports whether Lock's table is present.
+// openGates adds openKey to set in every closed prefix* table.
+func openGates(nsName, prefix, set string) error {
+	c, done, err := nftConn(nsName)
+	if err != nil {
+		return err
+	}
+	defer done()
+	gates, err := gateTables(c, prefix, set)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for t, open := range gates {
+		if !open {
+			if err := c.SetAddElements(&nftables.Set{Table: t, Name: set, KeyType: nftables.TypeInteger}, []nftables.SetElement{{Key: openKey}}); err != nil {
+				return err
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return c.Flush()
+}
+
+// removeOpenGates deletes the open prefix* tables. One never closes
+// again, so checking first is safe against a gate made meanwhile.
+func removeOpenGates(nsName, prefix, set string) error {
+	c, done, err := nftConn(nsName)
+	if err != nil {
+		return err
+	}
+	defer done()
+	gates, err := gateTables(c, prefix, set)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for t, open := range gates {
+		if open {
+			c.DelTable(t)
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return c.Flush()
+}
+
+// Unlock opens every lock of the namespace (adding only: fast, see
+// lockPrefix). Unlocking an unlocked namespace is fine.
+func Unlock(nsName string) error {
+	if err := openGates(nsName, lockPrefix, "open"); err != nil {
+		return fmt.Errorf("unlock %s: %w", nsName, err)
+	}
+	return nil
+}
+
+// RemoveOpenLocks removes the lock tables Unlock opened (slow: call it off
+// the frozen path). A lock still closed — taken since — stays.
+func RemoveOpenLocks(nsName string) error {
+	if err := removeOpenGates(nsName, lockPrefix, "open"); err != nil {
+		return fmt.Errorf("remove open locks in %s: %w", nsName, err)
+	}
+	return nil
+}
+
+// Locked reports whether a closed lock is in the namespace.
 func Locked(nsName string) (bool, error) {
-	names, err := Tables(nsName)
-	return slices.Contains(names, lockTable), err
+	c, done, err := nftConn(nsName)
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	locks, err := gateTables(c, lockPrefix, "open")
+	if err != nil {
+		return false, err
+	}
+	for _, open := range locks {
+		if !open {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // RemoveCRIULocks deletes the nftables tables CRIU leaves in a namespace

@@ -171,10 +171,11 @@ func (h *udpHold) take(m netlink.Message) {
 
 // stop removes the hold and returns what it took, in arrival order, and
 // how many datagrams were lost to its bound. Datagrams logged before the
-// hold went away but not yet read are read first.
+// hold went away but not yet read are read first: a deadline already past
+// fails a read only once nothing is left to read.
 func (h *udpHold) stop() ([][]byte, int, error) {
 	err := cnet.ReleaseUDP(h.netns)
-	_ = h.conn.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+	_ = h.conn.SetReadDeadline(time.Now())
 	<-h.exited
 	h.conn.Close()
 	h.mu.Lock()
