@@ -155,11 +155,15 @@ func (r *round) migrate(ctx context.Context, c *container, n int) error {
 	}
 	req := o.Request
 	req.To, req.Engine, req.Mode = to, c.engine, r.mode
+	// On, off, off, on, on, off, ...: each half of a comparison gets as
+	// many A->B as B->A migrations (plain alternation gave one half all
+	// of one direction).
+	half := (n/2)%2 == 1
 	if o.CompareHandoff {
-		req.NoHandoff = n%2 == 0
+		req.NoHandoff = half
 	}
 	if o.ComparePriority {
-		req.NoPriority = n%2 == 0
+		req.NoPriority = half
 	}
 	ev := event{start: time.Now()}
 	res, err := r.clients[c.where].Migrate(ctx, c.name, req)
