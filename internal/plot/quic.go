@@ -142,8 +142,10 @@ func drawQUICResponse(conds []QUICCondition, dir string, d quicDef) error {
 		addSeries(p, "max", c.T, c.Max, grey, 0.9, nil)
 		addSeries(p, "p99", c.T, c.P99, red, 1.2, dotted)
 		addSeries(p, "p50", c.T, c.P50, blue, 1.6, nil)
-		if len(sp) > 0 {
+		if len(sp) > failed {
 			p.Legend.Add(plural(len(sp)-failed, "migration", "migrations")+" (shaded)", swatch{spanFill})
+		}
+		if len(sp) > 0 {
 			if failed > 0 {
 				p.Legend.Add(plural(failed, "failed migration", "failed migrations"), swatch{failedFill})
 			}
