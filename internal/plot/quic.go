@@ -195,8 +195,17 @@ func drawQUICCDF(conds []QUICCondition, dir string, d quicDef) error {
 		noData(p, "no migration")
 		return single(dir, quicAsDef(d), p, 20*vg.Centimeter, 12*vg.Centimeter)
 	}
-	pad := math.Max((hi-lo)*0.1, 5)
-	p.X.Min, p.X.Max = math.Max(0, lo-pad), hi+pad
+	if lo > 0 && hi/lo > 10 {
+		// A limited image path's seconds next to a clean path's few
+		// hundred milliseconds: on a linear axis the clean curves merge.
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = logTicks{}
+		p.X.Label.Text += ", log scale"
+		p.X.Min, p.X.Max = lo/1.3, hi*1.3
+	} else {
+		pad := math.Max((hi-lo)*0.1, 5)
+		p.X.Min, p.X.Max = math.Max(0, lo-pad), hi+pad
+	}
 	p.Y.Min, p.Y.Max = 0, 1+0.08*float64(n+1) // room for the legend
 	p.Y.Tick.Marker = fixedTicks{0, 0.25, 0.5, 0.75, 1}
 	return single(dir, quicAsDef(d), p, 20*vg.Centimeter, 12*vg.Centimeter)
@@ -217,11 +226,11 @@ func drawQUICTransfer(conds []QUICCondition, dir string, d quicDef) error {
 		if comp == "" {
 			comp = "uncompressed"
 		}
-		name := c.Name + " (" + comp
+		name := c.Name + "\n" + comp
 		if c.Limited != "" {
-			name += ", image path " + c.Limited
+			name += ", " + c.Limited
 		}
-		names = append(names, name+")")
+		names = append(names, name)
 		m := metrics.MeanSDSummary(c.TransferMs)
 		bar, err := plotter.NewBarChart(plotter.Values{m.Mean}, vg.Points(28))
 		if err != nil {
@@ -277,7 +286,7 @@ func drawQUICTransfer(conds []QUICCondition, dir string, d quicDef) error {
 	p.Legend.Add("zstd", swatch{green})
 	p.Legend.Add("each migration", quicDot{})
 	p.Legend.Left = true
-	w := math.Max(20, 5.5*float64(len(names)))
+	w := math.Max(20, 4.5*float64(len(names)))
 	return single(dir, quicAsDef(d), p, vg.Length(w)*vg.Centimeter, 11*vg.Centimeter)
 }
 

@@ -25,7 +25,11 @@ func TestQUICPlots(t *testing.T) {
 			c.Migrations = append(c.Migrations, QUICSpan{Start: st, End: st + 0.3, OK: i != 1})
 			c.Max[int(st)] = 300
 			if i != 1 {
-				c.InterruptionsMs = append(c.InterruptionsMs, 100+20*float64(i))
+				iv := 100 + 20*float64(i)
+				if limited != "" {
+					iv *= 40 // seconds on the limited path: the CDF goes log
+				}
+				c.InterruptionsMs = append(c.InterruptionsMs, iv)
 				c.TransferMs = append(c.TransferMs, 50+float64(i))
 				c.WireBytes = append(c.WireBytes, 2e7)
 				c.ImageBytes = append(c.ImageBytes, 2.2e7)
