@@ -102,6 +102,13 @@ func writeQUICReport(path string, s *QUICSummary, plots []string) error {
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 func names(s *QUICSummary) []string {
 	var out []string
 	for _, c := range s.Conditions {
@@ -204,7 +211,11 @@ func reading(s *QUICSummary) []string {
 	for _, c := range s.Conditions {
 		switch {
 		case c.Name == "baseline" || !c.Migrate:
-			out = append(out, fmt.Sprintf("%s: without migration the longest silence on any connection was %.0f ms and the response time p99 %.2f ms — the floor the others compare with.", c.Name, c.MaxSilenceMs, c.RespP99Ms))
+			sil := fmt.Sprintf("%.0f ms", c.MaxSilenceMs)
+			if c.MaxSilenceMs == 0 {
+				sil = fmt.Sprintf("under %.0f ms", s.Params.MinGapMs)
+			}
+			out = append(out, fmt.Sprintf("%s: without migration the longest silence on any connection was %s and the response time p99 %.2f ms — the floor the others compare with.", c.Name, sil, c.RespP99Ms))
 		case c.InterruptionMs.N == 0:
 			out = append(out, fmt.Sprintf("%s: no successful migration to measure.", c.Name))
 		default:
@@ -215,8 +226,11 @@ func reading(s *QUICSummary) []string {
 			if c.Limited {
 				line += fmt.Sprintf("; the image (%.1f MB, %.1f MB on the wire, %s) took %.0f ms to cross the limited path", c.CheckpointBytes.Mean/1e6, c.TransferWireBytes.Mean/1e6, compressName(c.Condition.Compress), c.TransferMs.Mean)
 			}
+			if c.CheckpointBytes.N > 1 && c.CheckpointBytes.Max > 1.3*c.CheckpointBytes.Min {
+				line += fmt.Sprintf("; the image grew from %.1f to %.1f MB over the condition's migrations (the requests that arrive during a long freeze are taken in at once after it, and the server's heap grows), so later transfers took longer", c.CheckpointBytes.Min/1e6, c.CheckpointBytes.Max/1e6)
+			}
 			if c.PTOsInWindows > 0 {
-				line += fmt.Sprintf("; %d PTOs fired in the windows (the client's probes went unanswered while the server was frozen)", c.PTOsInWindows)
+				line += fmt.Sprintf("; %s fired in the windows (the client's probe timeouts while the server was frozen or its answers were lost)", plural(c.PTOsInWindows, "PTO", "PTOs"))
 			}
 			out = append(out, line+".")
 		}

@@ -3,6 +3,7 @@ package experiment
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -397,13 +398,18 @@ func summarizeCondition(cs *ConditionSummary, stats []quic.ConnStats, rs []respo
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // PlotQUIC draws the QUIC plots of a run directory from its summary.json
-// and each condition's per_second.csv (what `cflow plot` calls).
+// and each condition's per_second.csv, and writes report.md again so it
+// embeds them (what `cflow plot` calls).
 func PlotQUIC(dir string) ([]string, error) {
 	s, err := ReadQUICSummary(filepath.Join(dir, results.SummaryFile))
 	if err != nil {
 		return nil, err
 	}
-	return plotQUIC(dir, s)
+	names, err := plotQUIC(dir, s)
+	if rerr := writeQUICReport(filepath.Join(dir, "report.md"), s, names); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return names, err
 }
 
 func plotQUIC(dir string, s *QUICSummary) ([]string, error) {

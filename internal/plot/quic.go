@@ -256,9 +256,9 @@ func drawQUICTransfer(conds []QUICCondition, dir string, d quicDef) error {
 		p.Add(s)
 		top = math.Max(top, m.Mean)
 		wire, img := metrics.MeanSDSummary(c.WireBytes).Mean, metrics.MeanSDSummary(c.ImageBytes).Mean
-		lab := fmt.Sprintf("%.0f ms; wire %.1f MB", m.Mean, wire/1e6)
+		lab := fmt.Sprintf("%.0f ms\nwire %.1f MB", m.Mean, wire/1e6)
 		if img > 0 {
-			lab += fmt.Sprintf(" of %.1f MB", img/1e6)
+			lab += fmt.Sprintf("\nimage %.1f MB", img/1e6)
 		}
 		pts = append(pts, plotter.XY{X: i, Y: math.Max(m.Mean, maxOf(c.TransferMs))})
 		labels = append(labels, lab)
@@ -281,7 +281,7 @@ func drawQUICTransfer(conds []QUICCondition, dir string, d quicDef) error {
 	p.NominalX(names...)
 	p.X.Tick.Label.Font.Size = vg.Points(8)
 	p.X.Min, p.X.Max = -0.6, float64(len(names))-0.4
-	p.Y.Min, p.Y.Max = 0, math.Max(top*1.2, 1)
+	p.Y.Min, p.Y.Max = 0, math.Max(top*1.3, 1)
 	p.Legend.Add("uncompressed", swatch{sky})
 	p.Legend.Add("zstd", swatch{green})
 	p.Legend.Add("each migration", quicDot{})
