@@ -18,19 +18,25 @@ import (
 // as /opt/cflow/bin/cflow (or from an image).
 func newQUICServerCmd() *cobra.Command {
 	var (
-		listen   string
-		interval time.Duration
+		listen    string
+		interval  time.Duration
+		memoryMiB int
 	)
 	cmd := &cobra.Command{
 		Use:   "quic-server",
 		Short: "Sequence-checked QUIC server: answers request streams, sends a checksummed download stream, echoes datagrams",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if memoryMiB < 0 {
+				return fmt.Errorf("--memory-mib must not be negative, not %d", memoryMiB)
+			}
+			holdBallast(cmd.Context(), memoryMiB)
 			return quic.ListenAndServe(cmd.Context(), listen, interval, slog.Default())
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", ":4433", "UDP address")
 	cmd.Flags().DurationVar(&interval, "interval", 10*time.Millisecond, "interval between download chunks, per connection")
+	cmd.Flags().IntVar(&memoryMiB, "memory-mib", 0, "hold this much touched, self-checking memory (MiB), so migrations have images of a realistic size; checked on SIGUSR1 and once a minute")
 	return cmd
 }
 

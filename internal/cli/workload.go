@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -27,23 +28,7 @@ func newWorkloadCmd() *cobra.Command {
 		Short: "Sequence-checked TCP stream server: echoes client records and sends its own",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if memoryMiB > 0 {
-				b := stream.NewBallast(memoryMiB)
-				// Checked on SIGUSR1 (benchmarks ask after their last
-				// migration, when no page is in flight) and once a minute.
-				// A corrupted page ends the server: its clients see the
-				// drop, so no benchmark can report it as a success.
-				usr1 := make(chan os.Signal, 1)
-				signal.Notify(usr1, syscall.SIGUSR1)
-				go b.Check(cmd.Context(), usr1, time.Minute, func(err error) {
-					if err != nil {
-						slog.Error("memory check failed", "err", err)
-						os.Exit(3)
-					}
-					slog.Info(stream.BallastVerified, "mib", memoryMiB)
-				})
-				slog.Info("holding touched memory", "mib", memoryMiB)
-			}
+			holdBallast(cmd.Context(), memoryMiB)
 			return stream.ListenAndServe(cmd.Context(), listen, interval, slog.Default())
 		},
 	}
@@ -53,4 +38,27 @@ func newWorkloadCmd() *cobra.Command {
 	cmd.AddCommand(srv)
 	cmd.AddCommand(newWSServerCmd(), newQUICServerCmd())
 	return cmd
+}
+
+// holdBallast makes a workload hold mib MiB of touched, self-checking
+// memory, so a migration has that much to move (0: none). It is checked
+// on SIGUSR1 (benchmarks and experiments ask after their last migration,
+// when no page is in flight) and once a minute. A corrupted page ends the
+// process: its clients see the drop, so no benchmark can report it as a
+// success.
+func holdBallast(ctx context.Context, mib int) {
+	if mib <= 0 {
+		return
+	}
+	b := stream.NewBallast(mib)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go b.Check(ctx, usr1, time.Minute, func(err error) {
+		if err != nil {
+			slog.Error("memory check failed", "err", err)
+			os.Exit(3)
+		}
+		slog.Info(stream.BallastVerified, "mib", mib)
+	})
+	slog.Info("holding touched memory", "mib", mib)
 }

@@ -103,3 +103,19 @@ func TestLogPathsInErrors(t *testing.T) {
 		t.Fatalf("%q", got)
 	}
 }
+
+func TestParseConditions(t *testing.T) {
+	all, err := ParseConditions("")
+	if err != nil || len(all) != 6 || all[0].Name != "baseline" || all[0].Migrate || !all[5].Limited || all[5].Compress != "zstd" || all[4].Compress != "" {
+		t.Fatalf("defaults: %+v %v", all, err)
+	}
+	cs, err := ParseConditions("loss-2.5, loss-1pct,clean")
+	if err != nil || len(cs) != 3 || cs[0].Name != "loss-2.5%" || cs[0].Loss != 2.5 || cs[1].Name != "loss-1%" || cs[1].Dir() != "loss-1pct" || !cs[2].Migrate {
+		t.Fatalf("%+v %v", cs, err)
+	}
+	for _, bad := range []string{"loss-0", "loss-100%", "loss-x", "fast", "clean,clean", "loss-1%,loss-1pct"} {
+		if _, err := ParseConditions(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

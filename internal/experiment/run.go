@@ -64,23 +64,11 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	say := func(format string, a ...any) { fmt.Fprintf(o.Progress, format+"\n", a...) }
 	say("results: %s", dir)
 
-	// The agents bind-mount their binary's directory into every container
-	// (/opt/cflow/bin). Run from a private copy, so that directory holds
-	// nothing else: a binary in /tmp or a build directory would expose
-	// the whole, busy directory to the containers, and CRIU has to dump
-	// every mount a container sees.
-	binDir, err := os.MkdirTemp("", "cflow-experiment-bin-")
+	binDir, staged, err := stageBinary(o.Binary)
 	if err != nil {
-		return res, fmt.Errorf("stage the cflow binary: %w", err)
+		return res, err
 	}
 	defer os.RemoveAll(binDir)
-	staged := filepath.Join(binDir, "cflow")
-	if err := copyFile(o.Binary, staged); err != nil {
-		return res, fmt.Errorf("stage the cflow binary: %w", err)
-	}
-	if err := os.Chmod(staged, 0o755); err != nil {
-		return res, fmt.Errorf("stage the cflow binary: %w", err)
-	}
 	o.Binary = staged
 
 	say("testbed %s: up (switch, hostA, hostB, client; one agent per host)", o.Prefix)
@@ -265,6 +253,29 @@ func (r *runner) run(ctx context.Context, res *Result, started time.Time) error 
 		runErr = errors.Join(runErr, err)
 	}
 	return runErr
+}
+
+// stageBinary copies the cflow binary into a private directory and
+// returns that directory (the caller removes it) and the copy. The agents
+// bind-mount their binary's directory into every container
+// (/opt/cflow/bin): a binary in /tmp or a build directory would expose
+// the whole, busy directory to the containers, and CRIU has to dump every
+// mount a container sees.
+func stageBinary(bin string) (dir, staged string, err error) {
+	dir, err = os.MkdirTemp("", "cflow-experiment-bin-")
+	if err != nil {
+		return "", "", fmt.Errorf("stage the cflow binary: %w", err)
+	}
+	staged = filepath.Join(dir, "cflow")
+	if err := copyFile(bin, staged); err != nil {
+		os.RemoveAll(dir)
+		return "", "", fmt.Errorf("stage the cflow binary: %w", err)
+	}
+	if err := os.Chmod(staged, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return "", "", fmt.Errorf("stage the cflow binary: %w", err)
+	}
+	return dir, staged, nil
 }
 
 // migrate performs the migrations, alternating hosts, and writes each
@@ -485,16 +496,18 @@ var logPath = regexp.MustCompile(`/[^\s()'"]+\.log`)
 
 // keepLogs copies the logs a failed migration's error points to into the
 // run directory as migration_N_<name>.
-func (r *runner) keepLogs(n int, msg string) {
+func (r *runner) keepLogs(n int, msg string) { keepLogs(r.dir, n, msg, r.say) }
+
+func keepLogs(dir string, n int, msg string, say func(string, ...any)) {
 	seen := map[string]bool{}
 	for _, p := range logPath.FindAllString(msg, -1) {
 		if seen[p] {
 			continue
 		}
 		seen[p] = true
-		dst := filepath.Join(r.dir, fmt.Sprintf("migration_%d_%s", n, filepath.Base(p)))
+		dst := filepath.Join(dir, fmt.Sprintf("migration_%d_%s", n, filepath.Base(p)))
 		if err := copyFile(p, dst); err == nil {
-			r.say("    kept %s", dst)
+			say("    kept %s", dst)
 		}
 	}
 }

@@ -30,6 +30,13 @@ type ClientConfig struct {
 	// unbound udp4 socket); tests use it to open sockets in the client's
 	// network namespace.
 	ListenPacket func() (net.PacketConn, error)
+	// OnResponse, if set, is told of every answered request: conn is the
+	// connection's slot, sent when the request was issued, rtt its response
+	// time. The per-connection stats keep only a histogram; experiments
+	// that plot response time over time need each one. It is called from
+	// the request's own goroutine, so it must be quick and safe for
+	// concurrent use.
+	OnResponse func(conn int, seq uint64, sent time.Time, rtt time.Duration)
 }
 
 func (c *ClientConfig) defaults() {
@@ -400,11 +407,14 @@ func (k *conn) request(qc *quicgo.Conn, seq uint64, sent time.Time) {
 		return
 	}
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	k.stats.Responses.See(r.Seq)
 	k.stats.ServerSeq.See(k.srvBase + r.ServerSeq)
 	_ = k.stats.hist.RecordValue(now.Sub(sent).Microseconds())
 	k.gap(GapResponse, &k.lastResp, now)
+	k.mu.Unlock()
+	if k.cfg.OnResponse != nil {
+		k.cfg.OnResponse(k.stats.Conn, seq, sent, now.Sub(sent))
+	}
 }
 
 func (k *conn) readDownload(qc *quicgo.Conn, str *quicgo.Stream) {
