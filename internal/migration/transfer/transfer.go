@@ -369,20 +369,6 @@ func sparse(h *tar.Header) bool {
 	}
 	return false
 }
-// tarMode turns tar's Unix mode bits into Go's.
-func tarMode(m int64) os.FileMode {
-	mode := os.FileMode(m).Perm()
-	if m&0o4000 != 0 {
-		mode |= os.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= os.ModeSticky
-	}
-	return mode
-}
 
 // DirSize sums the regular files of dir.
 func DirSize(dir string) int64 {
