@@ -8,7 +8,7 @@ GO      ?= go
 BIN     := bin/cflow
 GOFLAGS_TEST ?= -count=1 -timeout 45m
 
-.PHONY: all demo test deps build vet generate clean
+.PHONY: all demo test deps build vet generate clean fuzz
 
 all: build
 
@@ -39,6 +39,13 @@ demo: deps build
 test: deps vet
 	@bash scripts/test-deps.sh
 	$(GO) test $(GOFLAGS_TEST) ./...
+
+# Every fuzz target for FUZZTIME each (default 5s; about 2 minutes in all,
+# most of it compiling with coverage instrumentation, so it is not part of
+# `make test`, which runs the fuzz targets' seed corpora as plain tests).
+# Longer: make fuzz FUZZTIME=10m. See docs/security.md#fuzzing.
+fuzz:
+	FUZZTIME=$(or $(FUZZTIME),5s) bash scripts/fuzz.sh
 
 # Regenerate the eBPF objects (needs clang; the output is committed).
 generate:

@@ -14,7 +14,20 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/containerflow/containerflow/internal/audit"
+	"github.com/containerflow/containerflow/internal/httpserve"
 )
+
+// StreamIdleTimeout cuts an image stream or upload whose sender has sent
+// nothing for that long. Generous: a source may pause its stream while
+// CRIU dumps a large memory area it has not written yet.
+const StreamIdleTimeout = 2 * time.Minute
+
+// MaxImageUpload bounds POST /v1/images: larger archives are refused with
+// 413 rather than filling the state dir (the largest common images, CUDA
+// bases, are about 10 GiB).
+const MaxImageUpload int64 = 16 << 30
 
 // Handler returns the agent's HTTP API.
 func (a *Agent) Handler() http.Handler {
@@ -38,6 +51,7 @@ func (a *Agent) Handler() http.Handler {
 		if !decode(w, r, &s) {
 			return
 		}
+		audit.Note(r.Context(), "name", s.Name)
 		c, err := a.Run(r.Context(), s)
 		if err == nil {
 			writeJSON(w, http.StatusCreated, c)
@@ -66,6 +80,7 @@ func (a *Agent) Handler() http.Handler {
 		if !decode(w, r, &req) {
 			return
 		}
+		audit.Note(r.Context(), "to", req.To)
 		rec, err := a.Migrate(r.Context(), r.PathValue("name"), req)
 		if rec == nil {
 			writeErr(w, err)
@@ -87,11 +102,17 @@ func (a *Agent) Handler() http.Handler {
 		if !decode(w, r, &req) {
 			return
 		}
+		audit.Note(r.Context(), "name", req.Spec.Name)
+		audit.Note(r.Context(), "from", req.From)
 		// A post-copy source serves its pages on the address it calls from.
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		reply(w, map[string]string{"staged": req.Spec.Name}, a.prepareIncoming(r.Context(), req, host))
 	}))
 	mux.Handle("POST /v1/migrations/{name}/images", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		// Not bounded in size: it is the container's memory and writable
+		// layer, which the destination cannot know ahead; the images dir
+		// (a tmpfs) bounds it. A source that stalls is cut instead.
+		httpserve.IdleBody(w, r, StreamIdleTimeout)
 		rep, err := a.receiveAndRestore(r.Context(), r.PathValue("name"), r.Body)
 		if err != nil && rep.Switched {
 			// The source must know the address moved here before the
@@ -176,10 +197,28 @@ func (a *Agent) hostStats() HostStats {
 	return st
 }
 
+// decode reads a JSON request body into v. The body is bounded in size
+// and time (httpserve.JSONBody): one too large is refused with 413, not
+// cut and then misread.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	httpserve.JSONBody(w, r)
+	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	err := dec.Decode(v)
+	if err == nil {
+		// Trailing data would be silently ignored otherwise.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("data after the JSON object")
+			if httpserve.IsTooLarge(terr) {
+				err = terr
+			}
+		}
+	}
+	if err != nil {
+		if httpserve.IsTooLarge(err) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("JSON body larger than %d bytes", httpserve.JSONLimit)})
+			return false
+		}
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "malformed JSON body: " + err.Error()})
 		return false
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/containerflow/containerflow/internal/httpserve"
 	"github.com/containerflow/containerflow/internal/image"
 	"github.com/containerflow/containerflow/internal/runtime"
 )
@@ -202,7 +203,13 @@ func (a *Agent) imageRoutes(mux *http.ServeMux) {
 		return s
 	}
 	mux.Handle("POST /v1/images", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		httpserve.IdleBody(w, r, StreamIdleTimeout)
+		r.Body = http.MaxBytesReader(w, r.Body, MaxImageUpload)
 		img, err := a.LoadImage(r.Context(), r.Body)
+		if httpserve.IsTooLarge(err) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("image archive larger than %d bytes", MaxImageUpload)})
+			return
+		}
 		if err != nil {
 			writeErr(w, err)
 			return

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/containerflow/containerflow/internal/httpserve"
 	"github.com/containerflow/containerflow/internal/runtime"
 )
 
@@ -135,6 +136,20 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 // X-Log-Start says where the log goes on.
 func (a *Agent) streamLog(w http.ResponseWriter, r *http.Request, l *runtime.Log, off int64, follow bool, why func() string) {
 	buf := make([]byte, 32<<10)
+	// A follower would hold an agent's shutdown to its bound: it ends
+	// (canceled) when the server drains, and the client picks up where it
+	// left off from wherever the container is then.
+	ctx, stop := context.WithCancel(r.Context())
+	defer stop()
+	if follow {
+		go func() {
+			select {
+			case <-httpserve.Draining(ctx):
+				stop()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	s, _ := l.State()
 	// The first bytes are read before the headers say where they start.
 	n, at, err := l.ReadAt(buf[:min(int64(len(buf)), max(s.End-off, 1))], off)
@@ -183,7 +198,7 @@ loop:
 		if !follow {
 			break
 		}
-		s, err := l.Wait(r.Context(), off)
+		s, err := l.Wait(ctx, off)
 		switch {
 		case err != nil:
 			reason = LogEndCanceled

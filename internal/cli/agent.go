@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -17,7 +16,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/containerflow/containerflow/internal/agent"
+	"github.com/containerflow/containerflow/internal/audit"
 	"github.com/containerflow/containerflow/internal/controller"
+	"github.com/containerflow/containerflow/internal/httpserve"
 	"github.com/containerflow/containerflow/internal/testbed"
 )
 
@@ -73,14 +74,23 @@ func newAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: a.Handler()}
-			errc := make(chan error, 2)
+			al, err := audit.Open(filepath.Join(cfg.StateDir, "audit.log"), 0)
+			if err != nil {
+				return err
+			}
+			defer al.Close()
+			var ls []net.Listener
+			defer func() {
+				for _, l := range ls {
+					l.Close()
+				}
+			}()
 			if listen != "" {
 				l, err := net.Listen("tcp", listen)
 				if err != nil {
 					return err
 				}
-				go func() { errc <- srv.Serve(l) }()
+				ls = append(ls, l)
 			}
 			if socket != "" {
 				_ = os.Remove(socket)
@@ -88,16 +98,12 @@ func newAgentCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				defer os.Remove(socket)
 				_ = os.Chmod(socket, 0o600)
-				go func() { errc <- srv.Serve(l) }()
+				ls = append(ls, l)
 			}
-			slog.Info("agent serving", "name", cfg.Name, "listen", listen, "socket", socket, "peers", cfg.Peers)
-			select {
-			case <-cmd.Context().Done():
-				return srv.Shutdown(context.Background())
-			case err := <-errc:
-				return err
-			}
+			slog.Info("agent serving", "name", cfg.Name, "listen", listen, "socket", socket, "peers", cfg.Peers, "audit", al.Path())
+			return httpserve.Serve(cmd.Context(), httpserve.New(al.Handler(a.Handler())), agentGrace, "agent", ls...)
 		},
 	}
 	f := serve.Flags()
@@ -132,6 +138,12 @@ func newAgentCmd() *cobra.Command {
 	cmd.AddCommand(serve, hook)
 	return cmd
 }
+
+// agentGrace is how long a stopping agent lets requests in flight finish:
+// a migration (seconds; a post-copy one of a large container, tens of
+// seconds) or an image upload. What still runs then is cut, see
+// docs/security.md#hardening.
+const agentGrace = 60 * time.Second
 
 func loadToken(file string, noAuth bool) (string, error) {
 	if noAuth {

@@ -14,8 +14,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/containerflow/containerflow/internal/audit"
 	"github.com/containerflow/containerflow/internal/controller"
 	"github.com/containerflow/containerflow/internal/dataplane"
+	"github.com/containerflow/containerflow/internal/httpserve"
 )
 
 // bpffsRoot is where the switch pins its data plane by default.
@@ -124,7 +126,9 @@ func newSwitchServeCmd() *cobra.Command {
 					slog.Error("close controller", "err", err)
 				}
 			}()
-			return serveHTTP(cmd.Context(), ctl.Handler(), listen, socket, "switch controller")
+			// Beside the state file: several controllers share its directory.
+			auditPath := strings.TrimSuffix(statePath, filepath.Ext(statePath)) + ".audit.log"
+			return serveHTTP(cmd.Context(), ctl.Handler(), listen, socket, auditPath, "switch controller")
 		},
 	}
 	sf.register(cmd)
@@ -153,16 +157,26 @@ func parseAttach(s string) (dataplane.AttachMode, error) {
 	return 0, fmt.Errorf("--attach %q: want auto, tcx or tc", s)
 }
 
-// serveHTTP serves h on a TCP address and/or a unix socket until ctx ends.
-func serveHTTP(ctx context.Context, h http.Handler, listen, socket, what string) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
+// serveHTTP serves h on a TCP address and/or a unix socket until ctx ends,
+// recording its writes in the audit log at auditPath.
+func serveHTTP(ctx context.Context, h http.Handler, listen, socket, auditPath, what string) error {
+	al, err := audit.Open(auditPath, 0)
+	if err != nil {
+		return err
+	}
+	defer al.Close()
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
 	if listen != "" {
 		l, err := net.Listen("tcp", listen)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", listen, err)
 		}
-		go func() { errc <- srv.Serve(l) }()
+		ls = append(ls, l)
 	}
 	if socket != "" {
 		_ = os.Remove(socket)
@@ -174,17 +188,11 @@ func serveHTTP(ctx context.Context, h http.Handler, listen, socket, what string)
 			return fmt.Errorf("listen %s: %w", socket, err)
 		}
 		_ = os.Chmod(socket, 0o600)
-		go func() { errc <- srv.Serve(l) }()
+		ls = append(ls, l)
 	}
-	slog.Info(what+" serving", "listen", listen, "socket", socket)
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	case err := <-errc:
-		return err
-	}
+	slog.Info(what+" serving", "listen", listen, "socket", socket, "audit", al.Path())
+	// Every switch write takes milliseconds: 10 s is for a large batch.
+	return httpserve.Serve(ctx, httpserve.New(al.Handler(h)), 10*time.Second, what, ls...)
 }
 
 func newSwitchDestroyCmd() *cobra.Command {

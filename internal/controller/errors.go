@@ -24,6 +24,8 @@ var (
 	ErrTableFull = errors.New("table full")
 	// ErrUnauthorized: a write without a valid bearer token.
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrTooLarge: a request body past maxBody.
+	ErrTooLarge = errors.New("request body too large")
 )
 
 // fieldError is an input error that names the offending field, so that API
@@ -65,6 +67,8 @@ func StatusOf(err error) int {
 		return http.StatusOK
 	case errors.Is(err, ErrUnauthorized):
 		return http.StatusUnauthorized
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrTableFull), errors.Is(err, dataplane.ErrTableFull):
 		return http.StatusInsufficientStorage
 	case errors.Is(err, ErrConflict), errors.Is(err, dataplane.ErrPortInUse):

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/containerflow/containerflow/internal/httpserve"
 )
 
 // maxBody bounds request bodies; a batch filling the whole address table
@@ -85,6 +87,9 @@ func (c *Controller) serve(h handlerFunc, write bool) http.Handler {
 		}
 		if err == nil {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+			// The size is bounded, the time a client takes to send it
+			// must be too (servers from httpserve have no ReadTimeout).
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(httpserve.JSONReadTimeout))
 			code, body, err = h(r)
 		}
 		if err != nil {
@@ -139,7 +144,7 @@ func decode(r *http.Request, v any, strict bool) error {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return errField(ErrInvalid, "body", "larger than %d bytes", mbe.Limit)
+			return errField(ErrTooLarge, "body", "larger than %d bytes", mbe.Limit)
 		}
 		return errField(ErrInvalid, "body", "read: %v", err)
 	}

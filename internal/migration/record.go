@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"strconv"
@@ -133,6 +134,11 @@ func ReadKV(rd io.Reader) (*Record, error) {
 			n, err := strconv.ParseFloat(val, 64)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			// ParseFloat takes "NaN" and "Inf", which no duration is and
+			// which the record's JSON cannot hold.
+			if math.IsNaN(n) || math.IsInf(n, 0) {
+				return nil, fmt.Errorf("%s: %q is not a number of milliseconds", k, val)
 			}
 			f.SetFloat(n)
 		}

@@ -238,9 +238,21 @@ func (s *Sender) Close() (int64, error) {
 // Anything unexpected — an unknown top-level name, a path escaping its
 // directory, a checksum or size mismatch, a missing manifest or file — is
 // ErrCorrupt.
+//
+// Nothing is written outside the destinations, whatever the stream holds:
+// every path is resolved inside its destination (openat2 with
+// RESOLVE_IN_ROOT), so a symlink the stream made earlier, absolute or
+// climbing with "..", is followed as the container would see it, and the
+// entry itself is never followed (an entry of another type replaces it).
 func Receive(r io.Reader, dests map[string]string) (int64, error) {
 	tr := tar.NewReader(bufio.NewReaderSize(r, 1<<20))
 	got := map[string]string{}
+	roots := map[string]*root{}
+	defer func() {
+		for _, rt := range roots {
+			rt.close()
+		}
+	}()
 	var dirs []dirMeta
 	var manifest []byte
 	var total int64
@@ -267,54 +279,55 @@ func Receive(r io.Reader, dests map[string]string) (int64, error) {
 		if !ok || clean != strings.TrimSuffix(h.Name, "/") || strings.HasPrefix(clean, "/") || strings.Contains("/"+clean+"/", "/../") {
 			return total, bad("bad entry %q", h.Name)
 		}
-		dst := filepath.Join(base, filepath.FromSlash(rest))
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(dst, 0o700); err != nil {
-				return total, err
-			}
-			dirs = append(dirs, dirMeta{dst, h})
-			continue // owner, mode and times once its content is in
-		case tar.TypeSymlink:
-			_ = os.Remove(dst)
-			if err := os.Symlink(h.Linkname, dst); err != nil {
-				return total, err
-			}
-		case tar.TypeChar:
-			if h.Devmajor != 0 || h.Devminor != 0 {
-				return total, bad("device %q %d:%d (only overlay whiteouts are carried)", h.Name, h.Devmajor, h.Devminor)
-			}
-			_ = os.Remove(dst)
-			if err := unix.Mknod(dst, unix.S_IFCHR, 0); err != nil {
-				return total, err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-				return total, err
-			}
-			f, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-			if err != nil {
-				return total, err
-			}
-			hs := sha256.New()
-			n, err := io.Copy(io.MultiWriter(f, hs), tr)
-			f.Close()
-			if err != nil {
-				return total, bad("%s: %v", h.Name, err)
-			}
-			total += n
-			got[clean] = fmt.Sprintf("%s  %d", hex.EncodeToString(hs.Sum(nil)), n)
-		default:
-			return total, bad("entry %q of type %c", h.Name, h.Typeflag)
+		if sparse(h) {
+			// Send never makes them, and their holes would let a few
+			// bytes of stream claim terabytes of disk.
+			return total, bad("sparse entry %q", h.Name)
 		}
-		if err := applyMeta(dst, h); err != nil {
+		rt := roots[top]
+		if rt == nil {
+			if rt, err = openRoot(base); err != nil {
+				return total, err
+			}
+			roots[top] = rt
+		}
+		if rest == "" && h.Typeflag == tar.TypeDir {
+			dirs = append(dirs, dirMeta{rt, "", h})
+			continue
+		}
+		if rest == "" {
+			return total, bad("entry %q of type %c replaces its tree", h.Name, h.Typeflag)
+		}
+		dir, err := rt.openDir(path.Dir(rest))
+		if err != nil {
+			return total, fmt.Errorf("%s: %w", h.Name, err)
+		}
+		name := path.Base(rest)
+		n, sum, err := receiveEntry(dir, name, h, tr)
+		if err == nil && h.Typeflag != tar.TypeDir {
+			err = applyMeta(dir, name, h)
+		}
+		unix.Close(dir)
+		switch {
+		case errors.Is(err, errUnknownType):
+			return total, bad("entry %q of type %c", h.Name, h.Typeflag)
+		case errors.Is(err, ErrCorrupt):
 			return total, err
+		case err != nil:
+			return total, fmt.Errorf("%s: %w", h.Name, err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			total += n
+			got[clean] = sum
+		}
+		if h.Typeflag == tar.TypeDir {
+			dirs = append(dirs, dirMeta{rt, rest, h}) // owner, mode and times once its content is in
 		}
 	}
 	// Deepest first, so setting a directory's times is not undone by
 	// work inside it.
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := applyMeta(dirs[i].path, dirs[i].h); err != nil {
+		if err := dirs[i].apply(); err != nil {
 			return total, err
 		}
 	}
@@ -343,49 +356,18 @@ func Receive(r io.Reader, dests map[string]string) (int64, error) {
 	return total, nil
 }
 
-type dirMeta struct {
-	path string
-	h    *tar.Header
-}
+var errUnknownType = errors.New("unknown entry type")
 
-// applyMeta gives p the owner, xattrs, mode and times of h; in that order,
-// since a change of owner clears the set-id bits.
-func applyMeta(p string, h *tar.Header) error {
-	if err := os.Lchown(p, h.Uid, h.Gid); err != nil {
-		return err
+func sparse(h *tar.Header) bool {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return true
 	}
-	for k, v := range h.PAXRecords {
-		if name, ok := strings.CutPrefix(k, paxXattr); ok && carriedXattr(name) {
-			if err := unix.Lsetxattr(p, name, []byte(v), 0); err != nil {
-				return fmt.Errorf("xattr %s of %s: %w", name, p, err)
-			}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
 		}
 	}
-	if h.Typeflag != tar.TypeSymlink {
-		if err := os.Chmod(p, tarMode(h.Mode)); err != nil {
-			return err
-		}
-	}
-	ts := []unix.Timespec{unix.NsecToTimespec(h.ModTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
-	if !h.AccessTime.IsZero() {
-		ts[0] = unix.NsecToTimespec(h.AccessTime.UnixNano())
-	}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-// tarMode turns tar's Unix mode bits into Go's.
-func tarMode(m int64) os.FileMode {
-	mode := os.FileMode(m).Perm()
-	if m&0o4000 != 0 {
-		mode |= os.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= os.ModeSticky
-	}
-	return mode
+	return false
 }
 
 // DirSize sums the regular files of dir.
