@@ -156,6 +156,7 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 	var (
 		noAgents   bool
 		noAuth     bool
+		privateFS  bool
 		switchKind string
 	)
 	cmd := &cobra.Command{
@@ -163,7 +164,7 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 		Short: "Create the testbed, start the switch controller (eBPF switch) and one agent per host",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth}
+			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth, PrivateFS: privateFS}
 			if !noAgents {
 				exe, err := os.Executable()
 				if err != nil {
@@ -176,6 +177,9 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "testbed %s is up with the %s switch (state in %s)\n", tb.Prefix, tb.Switch, tb.Dir())
+			if tb.PrivateFS && !noAgents {
+				fmt.Fprintln(cmd.OutOrStdout(), "private fs: each agent has its own /tmp, /var/tmp, /dev/shm, /run/netns and state directory")
+			}
 			if !noAgents {
 				if tb.NoAuth {
 					fmt.Fprintln(cmd.OutOrStdout(), "no auth: the controller and the agents accept writes without a token")
@@ -189,5 +193,6 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&noAgents, "no-agents", false, "do not start the switch controller and the host agents")
 	cmd.Flags().BoolVar(&noAuth, "no-auth", false, "start the controller and the agents without a bearer token (the seed's scripts send none); anyone on the management network can then write")
 	cmd.Flags().StringVar(&switchKind, "switch", testbed.SwitchEBPF, "data-plane switch: ebpf (eBPF switch with its controller on "+testbed.ControllerURL()+") or bridge (Linux bridge)")
+	cmd.Flags().BoolVar(&privateFS, "private-fs", false, "run each agent in a mount namespace of its own with private /tmp, /var/tmp, /dev/shm, /run/netns and state directory, as on hosts that share no filesystem (docs/testbed.md)")
 	return cmd
 }
