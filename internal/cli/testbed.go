@@ -99,6 +99,22 @@ func newTestbedExecCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if host, name, ok := strings.Cut(args[0], "/"); ok && tb.PrivateFS {
+				// Named only in its agent's view: enter it through the
+				// container's init instead.
+				c, err := hostClient(g, host)
+				if err != nil {
+					return err
+				}
+				info, err := c.Get(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				if info.Pid == 0 {
+					return fmt.Errorf("%s: container is %s, no process to enter", args[0], info.State)
+				}
+				ns = fmt.Sprintf("/proc/%d/ns/net", info.Pid)
+			}
 			if !nsrun.Exists(ns) {
 				return fmt.Errorf("%s: namespace %s does not exist", args[0], ns)
 			}
