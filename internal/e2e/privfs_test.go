@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -289,5 +290,57 @@ func checkNothingLeft(t *testing.T, prefix string, views, nets map[string]bool) 
 	}
 	if left, _ := os.ReadDir(filepath.Join(testbed.RunDir, prefix)); len(left) > 0 {
 		t.Errorf("state left in %s", filepath.Join(testbed.RunDir, prefix))
+	}
+}
+
+// An agent that dies leaves its containers running in network namespaces
+// that only its (now gone) view named: down must still find and kill
+// them, and nothing may be left.
+func TestPrivateFSDownAfterAgentCrash(t *testing.T) {
+	tbtest.RequireRoot(t, "the testbed, mount namespaces and runc")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		prefix string
+		views  = map[string]bool{}
+		nets   = map[string]bool{}
+	)
+	t.Cleanup(func() {
+		if prefix != "" {
+			checkNothingLeft(t, prefix, views, nets)
+		}
+	})
+	tb := tbtest.Up(t, "q", testbed.Config{AgentBinary: self, PrivateFS: true})
+	prefix = tb.Prefix
+	tok, err := tb.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := agent.NewClient("unix://"+tb.AgentSocket(testbed.HostA), agent.ClientOptions{Token: tok})
+	info, err := a.Run(context.Background(), agent.ContainerSpec{Name: "orphan", IP: testbedIP, Args: []string{"sleep", "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := agentPid(t, tb, testbed.HostA)
+	ns, _ := privfs.MountNS(strconv.Itoa(pid))
+	views[ns] = true
+	net, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(info.Pid), "ns/net"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets[net] = true
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := testbed.Down(prefix); err != nil {
+		t.Fatal(err)
+	}
+	// Gone, or a zombie for whoever inherited it from the dead agent.
+	if b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(info.Pid), "stat")); err == nil {
+		if i := strings.LastIndexByte(string(b), ')'); i < 0 || i+2 >= len(b) || b[i+2] != 'Z' {
+			t.Errorf("the container's process %d survived down: %s", info.Pid, b)
+		}
 	}
 }
