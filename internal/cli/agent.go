@@ -19,6 +19,7 @@ import (
 	"github.com/containerflow/containerflow/internal/audit"
 	"github.com/containerflow/containerflow/internal/controller"
 	"github.com/containerflow/containerflow/internal/httpserve"
+	"github.com/containerflow/containerflow/internal/privfs"
 	"github.com/containerflow/containerflow/internal/testbed"
 )
 
@@ -32,6 +33,8 @@ func newAgentCmd() *cobra.Command {
 		switchArg string
 		tokenFile string
 		noAuth    bool
+		privateFS bool
+		keep      []string
 	)
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -40,6 +43,11 @@ func newAgentCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if listen == "" && socket == "" {
 				return errors.New("give --listen ADDR:PORT and/or --socket PATH")
+			}
+			if privateFS {
+				if err := enterPrivateFS(cfg.StateDir, keep); err != nil {
+					return err
+				}
 			}
 			cfg.Peers = map[string]string{}
 			for _, p := range peers {
@@ -120,6 +128,10 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&tokenFile, "token-file", "", "file with the bearer token for writes (or env CFLOW_TOKEN)")
 	f.BoolVar(&noAuth, "no-auth", false, "accept writes without a token")
 	f.BoolVar(&cfg.KeepImages, "keep-images", os.Getenv("CFLOW_KEEP_IMAGES") != "", "keep each migration's images and CRIU logs in the images dir (env CFLOW_KEEP_IMAGES)")
+	f.BoolVar(&privateFS, "private-fs", false, "run in a mount namespace of its own with private /tmp, /var/tmp, /dev/shm, /run/netns and --state-dir (tmpfs; gone when the agent exits): the testbed's stand-in for a host of its own")
+	f.StringArrayVar(&keep, "private-fs-keep", nil, "with --private-fs: a path under a private directory that stays the machine's (repeatable)")
+	_ = f.MarkHidden("private-fs")
+	_ = f.MarkHidden("private-fs-keep")
 	for _, req := range []string{"name", "state-dir", "netns-prefix"} {
 		_ = serve.MarkFlagRequired(req)
 	}
@@ -144,6 +156,24 @@ func newAgentCmd() *cobra.Command {
 // seconds) or an image upload. What still runs then is cut, see
 // docs/security.md#hardening.
 const agentGrace = 60 * time.Second
+
+// enterPrivateFS moves the agent into its private view (package privfs).
+// The directory of its own binary stays visible: containers get it at
+// /opt/cflow/bin and CRIU runs `agent hook` from it, and a test binary
+// lives under /tmp.
+func enterPrivateFS(stateDir string, keep []string) error {
+	if !filepath.IsAbs(stateDir) {
+		return fmt.Errorf("--private-fs needs an absolute --state-dir, got %q", stateDir)
+	}
+	if err := privfs.Enter(); err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return privfs.Setup(privfs.Config{Private: []string{stateDir}, Keep: append([]string{filepath.Dir(exe)}, keep...)})
+}
 
 func loadToken(file string, noAuth bool) (string, error) {
 	if noAuth {

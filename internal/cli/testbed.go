@@ -99,6 +99,22 @@ func newTestbedExecCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if host, name, ok := strings.Cut(args[0], "/"); ok && tb.PrivateFS {
+				// Named only in its agent's view: enter it through the
+				// container's init instead.
+				c, err := hostClient(g, host)
+				if err != nil {
+					return err
+				}
+				info, err := c.Get(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				if info.Pid == 0 {
+					return fmt.Errorf("%s: container is %s, no process to enter", args[0], info.State)
+				}
+				ns = fmt.Sprintf("/proc/%d/ns/net", info.Pid)
+			}
 			if !nsrun.Exists(ns) {
 				return fmt.Errorf("%s: namespace %s does not exist", args[0], ns)
 			}
@@ -156,6 +172,7 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 	var (
 		noAgents   bool
 		noAuth     bool
+		privateFS  bool
 		switchKind string
 	)
 	cmd := &cobra.Command{
@@ -163,7 +180,7 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 		Short: "Create the testbed, start the switch controller (eBPF switch) and one agent per host",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth}
+			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth, PrivateFS: privateFS}
 			if !noAgents {
 				exe, err := os.Executable()
 				if err != nil {
@@ -176,6 +193,9 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "testbed %s is up with the %s switch (state in %s)\n", tb.Prefix, tb.Switch, tb.Dir())
+			if tb.PrivateFS && !noAgents {
+				fmt.Fprintln(cmd.OutOrStdout(), "private fs: each agent has its own /tmp, /var/tmp, /dev/shm, /run/netns and state directory")
+			}
 			if !noAgents {
 				if tb.NoAuth {
 					fmt.Fprintln(cmd.OutOrStdout(), "no auth: the controller and the agents accept writes without a token")
@@ -189,5 +209,6 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&noAgents, "no-agents", false, "do not start the switch controller and the host agents")
 	cmd.Flags().BoolVar(&noAuth, "no-auth", false, "start the controller and the agents without a bearer token (the seed's scripts send none); anyone on the management network can then write")
 	cmd.Flags().StringVar(&switchKind, "switch", testbed.SwitchEBPF, "data-plane switch: ebpf (eBPF switch with its controller on "+testbed.ControllerURL()+") or bridge (Linux bridge)")
+	cmd.Flags().BoolVar(&privateFS, "private-fs", false, "run each agent in a mount namespace of its own with private /tmp, /var/tmp, /dev/shm, /run/netns and state directory, as on hosts that share no filesystem (docs/testbed.md)")
 	return cmd
 }

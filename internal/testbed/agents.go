@@ -82,6 +82,7 @@ func (tb *Testbed) StartAgents(bin string) error {
 			"--state-dir", dir, "--uplink", UplinkIf, "--netns-prefix", tb.ContainerNetnsPrefix(h),
 			"--switch", steer}
 		args = append(args, tb.authArgs()...)
+		args = append(args, tb.privateFSArgs(h, steer)...)
 		for _, p := range Hosts {
 			if p != h {
 				args = append(args, "--peer", p+"="+AgentURL(p))

@@ -39,6 +39,10 @@ type Config struct {
 	// anyone who can reach the management network may write. For the
 	// seed's scripts, which send none.
 	NoAuth bool
+	// PrivateFS runs each agent in a mount namespace of its own with
+	// private /tmp, /var/tmp, /dev/shm, /run/netns and state directory,
+	// as on hosts that share no filesystem (privfs.go).
+	PrivateFS bool
 }
 
 // Testbed is a handle on a built testbed. It holds no open resources, so it
@@ -50,6 +54,8 @@ type Testbed struct {
 	Switch string `json:"switch"`
 	// NoAuth: the controller and agents accept writes without a token.
 	NoAuth bool `json:"no_auth,omitempty"`
+	// PrivateFS: each agent has a filesystem view of its own.
+	PrivateFS bool `json:"private_fs,omitempty"`
 }
 
 // crashAfterStep makes Up stop after that many steps without cleaning up,
@@ -81,7 +87,7 @@ func Up(cfg Config) (tb *Testbed, err error) {
 		return nil, fmt.Errorf("testbed %q %w (namespaces %s); run `cflow testbed down --prefix %s` first",
 			cfg.Prefix, ErrExists, strings.Join(left, ", "), cfg.Prefix)
 	}
-	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC(), Switch: cfg.Switch, NoAuth: cfg.NoAuth}
+	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC(), Switch: cfg.Switch, NoAuth: cfg.NoAuth, PrivateFS: cfg.PrivateFS}
 	if err := os.MkdirAll(tb.Dir(), 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", tb.Dir(), err)
 	}
@@ -168,6 +174,10 @@ func Down(prefix string) error {
 		return err
 	}
 	var errs []error
+	// Before the namespaces, whose processes lead to the agents' views.
+	if err := killPrivateViews(prefix); err != nil {
+		errs = append(errs, err)
+	}
 	for _, n := range names {
 		if err := nsrun.Delete(n); err != nil {
 			errs = append(errs, err)
