@@ -20,7 +20,9 @@ import (
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "host": a.cfg.Name})
+		// Goroutines let a long run (cflow bench soak) see a leak from
+		// outside the process.
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "host": a.cfg.Name, "goroutines": runtime.NumGoroutine()})
 	})
 	mux.HandleFunc("GET /v1/host", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.hostStats())
