@@ -90,6 +90,7 @@ non-zero unless all of it is within bounds (see docs/soak.md).`,
 	f.DurationVar(&o.Interval, "interval", 10*time.Millisecond, "interval between records, each direction")
 	f.DurationVar(&o.Settle, "settle", 200*time.Millisecond, "pause after each migration (after the check that it streams)")
 	f.IntVar(&o.SampleEvery, "sample-every", 10, "sample the daemons' RSS, fds, threads and goroutines every N migrations")
+	f.StringVar(&o.LogsDir, "logs", "", "copy the agents', controller's and failed migrations' logs here before the testbed is removed")
 	f.StringVar(&jsonPath, "json", "", "write the result as JSON to this file")
 	return cmd
 }

@@ -63,7 +63,7 @@ func draw(rng *rand.Rand, kinds []string) *Fault {
 	case FaultCRIUKillDump, FaultCRIUKillRestore:
 		// CRIU is started in prepare and does its work ~100-300 ms later:
 		// the range covers idle, working and (for the restore) finished.
-		f.DelayMs, f.Trigger = ms(0, 300), "criu swrk started"
+		f.DelayMs, f.Trigger = ms(0, 120), "criu swrk started"
 	case FaultImageCorrupt:
 		f.DelayMs, f.Trigger = ms(0, 40), "first image file"
 		if rng.IntN(2) == 0 {
@@ -74,10 +74,11 @@ func draw(rng *rand.Rand, kinds []string) *Fault {
 	case FaultNetnsDelete:
 		f.DelayMs, f.Trigger = ms(0, 30), "destination namespace created"
 	case FaultMgmtLoss:
-		f.DelayMs, f.Trigger = ms(0, 400), "request"
+		f.DelayMs, f.Trigger = ms(0, 150), "request"
 		f.Detail = fmt.Sprintf("for %d ms", 1000+rng.IntN(2001))
 	default:
-		f.DelayMs, f.Trigger = ms(0, 500), "request"
+		// A migration takes 150-300 ms here: the range covers all of it.
+		f.DelayMs, f.Trigger = ms(0, 250), "request"
 	}
 	return f
 }

@@ -82,7 +82,9 @@ func (s *soak) hostSnapshot() Host {
 	}
 	h.BPFPins = files(s.tb.PinPath(), nil)
 	h.RunFiles = files(s.tb.Dir(), func(path string) bool {
-		if strings.HasSuffix(path, ".log") || strings.Contains(path, ".log.") {
+		// Logs, and the CRIU logs of failed migrations (the agent keeps
+		// the last 20 by design), grow or rotate: counted, not diffed.
+		if strings.HasSuffix(path, ".log") || strings.Contains(path, ".log.") || strings.Contains(path, "/migration-logs/") {
 			h.Logs++
 			if st, err := os.Stat(path); err == nil {
 				h.LogBytes += st.Size()

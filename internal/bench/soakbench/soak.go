@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	mrand "math/rand/v2"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -44,7 +46,10 @@ type Options struct {
 	Bounds      Bounds
 	Binary      string // cflow: agents, controller and the in-container server
 	Prefix      string // testbed prefix; random when empty
-	Progress    io.Writer
+	// LogsDir, when set, receives the agents' and controller's logs and
+	// the CRIU logs of failed migrations before the testbed is removed.
+	LogsDir  string
+	Progress io.Writer
 }
 
 // baseIP is the first container's address; each replacement takes the
@@ -115,6 +120,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer func() {
 		// Whatever happened, nothing of the testbed stays; what Down
 		// could not remove is reported.
+		if o.LogsDir != "" {
+			if err := copyLogs(tb.Dir(), o.LogsDir); err != nil {
+				s.res.Verdicts = append(s.res.Verdicts, "copy logs: "+err.Error())
+			}
+		}
 		if derr := testbed.Down(o.Prefix); derr != nil {
 			s.res.Verdicts = append(s.res.Verdicts, "testbed down: "+derr.Error())
 		}
@@ -512,6 +522,28 @@ func explain(outcome string, f *Fault) (bool, string) {
 		}
 	}
 	return false, "the fault (" + f.Kind + ", " + f.Phase + ") should have rolled back with the container kept on the source"
+}
+
+// copyLogs copies the logs under dir (*.log, migration-logs) to dst.
+func copyLogs(dir, dst string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		if !strings.HasSuffix(path, ".log") && !strings.Contains(path, "/migration-logs/") {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		to := filepath.Join(dst, rel)
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, 0o644)
+	})
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
