@@ -18,6 +18,7 @@ import (
 
 	"github.com/containerflow/containerflow/internal/cnet"
 	"github.com/containerflow/containerflow/internal/criu"
+	"github.com/containerflow/containerflow/internal/mounts"
 	"github.com/containerflow/containerflow/internal/nsrun"
 	"github.com/containerflow/containerflow/internal/runtime"
 )
@@ -248,6 +249,16 @@ func (a *Agent) removeStale(cs []runtime.Container) {
 		if _, ok := a.containers[name]; !ok {
 			a.log.Info("removing stale bundle", "name", name)
 			_ = a.rt.Delete(context.Background(), name)
+		}
+	}
+	// A fresh agent has no migration in flight: whatever is in its images
+	// dir belonged to one that a crash of the previous run interrupted
+	// (found by cflow bench soak: a few MB of tmpfs per agent crash).
+	if !a.cfg.KeepImages {
+		ents, _ := os.ReadDir(a.cfg.ImagesDir)
+		for _, en := range ents {
+			a.log.Info("removing stale checkpoint images", "dir", en.Name())
+			_ = mounts.RemoveAll(filepath.Join(a.cfg.ImagesDir, en.Name()))
 		}
 	}
 	names, _ := nsrun.List(a.cfg.NetnsPrefix)

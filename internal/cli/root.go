@@ -54,7 +54,7 @@ machine.`,
 	}
 	root.PersistentFlags().StringVar(&g.prefix, "prefix", defPrefix, "testbed name prefix (env CFLOW_PREFIX); every namespace of the testbed starts with PREFIX-")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newVersionCmd(), newDoctorCmd(), newTestbedCmd(g), newAgentCmd(), newContainerCmd(g), newImageCmd(g), newMigrateCmd(g), newSwitchCmd(), newBenchCmd(newBenchSwitchCmd(), newBenchMigrateCmd(g), newBenchImpairCmd()))
+	root.AddCommand(newVersionCmd(), newDoctorCmd(), newTestbedCmd(g), newAgentCmd(), newContainerCmd(g), newImageCmd(g), newMigrateCmd(g), newSwitchCmd(), newBenchCmd(newBenchSwitchCmd(), newBenchMigrateCmd(g), newBenchImpairCmd(), newBenchSoakCmd(g)))
 	root.AddCommand(newWorkloadCmd())
 	root.AddCommand(newExperimentCmd(g), newPlotCmd(), newLoadgenCmd())
 	return root

@@ -3,6 +3,7 @@ package controller
 import (
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 
 	"github.com/containerflow/containerflow/internal/dataplane"
@@ -19,7 +20,7 @@ func (c *Controller) getHealth(*http.Request) (int, any, error) {
 func (c *Controller) Health() Health {
 	c.mu.Lock()
 	h := Health{Status: "ok", Pinned: c.dp.Pinned(), Addresses: len(c.state.Addresses),
-		Services: len(c.state.Services), Problems: append([]string(nil), c.problems...)}
+		Services: len(c.state.Services), Problems: append([]string(nil), c.problems...), Goroutines: runtime.NumGoroutine()}
 	c.mu.Unlock()
 	ports, err := c.dp.Ports()
 	if err != nil {

@@ -184,6 +184,8 @@ type Health struct {
 	Addresses int      `json:"addresses"`
 	Services  int      `json:"services"`
 	Problems  []string `json:"problems,omitempty"`
+	// Goroutines lets a long run see a leak from outside the process.
+	Goroutines int `json:"goroutines"`
 }
 
 // Op is one change of a batch (POST /v1/batch). Op selects the kind and

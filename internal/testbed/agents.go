@@ -65,6 +65,22 @@ func (tb *Testbed) StartAgents(bin string) error {
 	if err := tb.ensureToken(); err != nil {
 		return err
 	}
+	steer := tb.steerArg()
+	for _, h := range Hosts {
+		if err := tb.startAgent(bin, h, steer); err != nil {
+			return err
+		}
+	}
+	for _, h := range Hosts {
+		if err := waitSocket(tb.AgentSocket(h), 15*time.Second); err != nil {
+			return fmt.Errorf("agent on %s did not come up (see %s): %w", h, filepath.Join(tb.HostDir(h), "agent.log"), err)
+		}
+	}
+	return nil
+}
+
+// steerArg is how agents reach the switch: its controller when it runs.
+func (tb *Testbed) steerArg() string {
 	steer := "bridge:" + tb.Prefix
 	if tb.Switch == SwitchEBPF && tb.controllerRunning() {
 		steer = ControllerURL()
@@ -72,42 +88,40 @@ func (tb *Testbed) StartAgents(bin string) error {
 			steer += "?token_file=" + tb.TokenFile()
 		}
 	}
-	for _, h := range Hosts {
-		dir := tb.HostDir(h)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		args := []string{"agent", "serve", "--name", h,
-			"--listen", strings.TrimPrefix(AgentURL(h), "http://"), "--socket", tb.AgentSocket(h),
-			"--state-dir", dir, "--uplink", UplinkIf, "--netns-prefix", tb.ContainerNetnsPrefix(h),
-			"--switch", steer}
-		args = append(args, tb.authArgs()...)
-		args = append(args, tb.privateFSArgs(h, steer)...)
-		for _, p := range Hosts {
-			if p != h {
-				args = append(args, "--peer", p+"="+AgentURL(p))
-			}
-		}
-		logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return err
-		}
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		ns, _ := tb.Netns(h)
-		err = nsrun.Start(ns, cmd)
-		logf.Close()
-		if err != nil {
-			return fmt.Errorf("start agent on %s: %w", h, err)
-		}
-		go cmd.Wait() //nolint:errcheck // reap it if we outlive it
+	return steer
+}
+
+// startAgent starts host h's agent without waiting for it.
+func (tb *Testbed) startAgent(bin, h, steer string) error {
+	dir := tb.HostDir(h)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
-	for _, h := range Hosts {
-		if err := waitSocket(tb.AgentSocket(h), 15*time.Second); err != nil {
-			return fmt.Errorf("agent on %s did not come up (see %s): %w", h, filepath.Join(tb.HostDir(h), "agent.log"), err)
+	args := []string{"agent", "serve", "--name", h,
+		"--listen", strings.TrimPrefix(AgentURL(h), "http://"), "--socket", tb.AgentSocket(h),
+		"--state-dir", dir, "--uplink", UplinkIf, "--netns-prefix", tb.ContainerNetnsPrefix(h),
+		"--switch", steer}
+	args = append(args, tb.authArgs()...)
+	args = append(args, tb.privateFSArgs(h, steer)...)
+	for _, p := range Hosts {
+		if p != h {
+			args = append(args, "--peer", p+"="+AgentURL(p))
 		}
 	}
+	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	ns, _ := tb.Netns(h)
+	err = nsrun.Start(ns, cmd)
+	logf.Close()
+	if err != nil {
+		return fmt.Errorf("start agent on %s: %w", h, err)
+	}
+	go cmd.Wait() //nolint:errcheck // reap it if we outlive it
 	return nil
 }
 

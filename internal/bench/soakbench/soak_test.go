@@ -1,0 +1,75 @@
+package soakbench_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/containerflow/containerflow/internal/bench/soakbench"
+	"github.com/containerflow/containerflow/internal/cli"
+)
+
+// The test binary doubles as the cflow binary: the testbed starts it as
+// `agent serve` and `switch serve`, the container runs it as `workload
+// stream-server`, and the soak restarts killed daemons from it.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && (os.Args[1] == "agent" || os.Args[1] == "workload" || os.Args[1] == "switch") {
+		os.Exit(cli.Execute())
+	}
+	os.Exit(m.Run())
+}
+
+// knownBroken are fault kinds the soak found the product does not survive
+// yet (docs/soak.md, "Findings"); they are left out here until fixed, and
+// stay in `cflow bench soak`.
+var knownBroken = map[string]bool{soakbench.FaultNetnsDelete: true, soakbench.FaultMgmtLoss: true}
+
+// A short soak: 30 migrations, a fault in about a third of them, drawn
+// from a fixed seed. No byte may be lost or duplicated, no connection
+// may drop unless its container was lost to a fault that makes that
+// unavoidable, every record must agree with where the container is, and
+// nothing may be left on the host once the last container is removed.
+func TestSoakShort(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for the testbed, runc and CRIU (CI runs as root)")
+	}
+	// Opt-in until the soak's findings (docs/soak.md) are fixed: today it
+	// fails on them (agent fds and goroutines held per migration for a
+	// minute or more), and `make test` must stay green for everyone.
+	if os.Getenv("CFLOW_SOAK") == "" {
+		t.Skip("set CFLOW_SOAK=1 to run (about 1.5 minutes); see docs/soak.md")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, k := range soakbench.AllFaults {
+		if !knownBroken[k] {
+			kinds = append(kinds, k)
+		}
+	}
+	o := soakbench.Options{Migrations: 30, FaultRate: 0.3, Seed: 7, Faults: kinds, Connections: 4,
+		Interval: 10 * time.Millisecond, Settle: 100 * time.Millisecond, Binary: self, Progress: testWriter{t}}
+	if dir := os.Getenv("CFLOW_SOAK_LOGS"); dir != "" {
+		o.LogsDir = dir
+	}
+	res, err := soakbench.Run(context.Background(), o)
+	if res != nil {
+		res.Print(testWriter{t})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Migrations != o.Migrations || res.BytesSent == 0 {
+		t.Fatalf("ran %d of %d migrations, %d bytes sent", res.Migrations, o.Migrations, res.BytesSent)
+	}
+	if !res.Pass {
+		t.Fatalf("soak failed: %v", res.Verdicts)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
