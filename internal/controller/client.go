@@ -3,6 +3,7 @@ package controller
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,12 +32,15 @@ type ClientOptions struct {
 	// HTTPClient, when set, is used as is (for a base http://...), e.g.
 	// with a transport that dials from inside a network namespace.
 	HTTPClient *http.Client
+	// TLS is the client's configuration for https:// base URLs (mutual
+	// TLS: see pki.Identity.ClientConfig).
+	TLS *tls.Config
 }
 
 // NewClient returns a client for the controller at base.
 func NewClient(base string, o ClientOptions) *Client {
 	d := &net.Dialer{Timeout: 3 * time.Second}
-	tr := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 60 * time.Second, DialContext: d.DialContext}
+	tr := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 60 * time.Second, DialContext: d.DialContext, TLSClientConfig: o.TLS}
 	url := strings.TrimRight(base, "/")
 	if path, ok := strings.CutPrefix(base, "unix://"); ok {
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -24,6 +24,9 @@ var (
 	ErrTableFull = errors.New("table full")
 	// ErrUnauthorized: a write without a valid bearer token.
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: a caller with a valid certificate whose identity may
+	// not do this (an agent acting for another host).
+	ErrForbidden = errors.New("forbidden")
 )
 
 // fieldError is an input error that names the offending field, so that API
@@ -65,6 +68,8 @@ func StatusOf(err error) int {
 		return http.StatusOK
 	case errors.Is(err, ErrUnauthorized):
 		return http.StatusUnauthorized
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, ErrTableFull), errors.Is(err, dataplane.ErrTableFull):
 		return http.StatusInsufficientStorage
 	case errors.Is(err, ErrConflict), errors.Is(err, dataplane.ErrPortInUse):
