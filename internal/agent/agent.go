@@ -55,10 +55,10 @@ type Config struct {
 	// Operators are the identities that may do users' operations (default:
 	// cli).
 	Operators []string
-	Steerer     Steerer
-	Token       string // bearer token for writes; "" disables auth
-	CRIU        string // CRIU binary; found with criu.Find when empty
-	BinDir      string // host directory bind-mounted read-only at /opt/cflow/bin
+	Steerer   Steerer
+	Token     string // bearer token for writes; "" disables auth
+	CRIU      string // CRIU binary; found with criu.Find when empty
+	BinDir    string // host directory bind-mounted read-only at /opt/cflow/bin
 	// CRIUTimeout bounds one checkpoint or restore (default 20 s). A CRIU
 	// that dies mid-restore can leave runc waiting forever on the
 	// half-restored tasks; the timeout turns that into a rollback.
@@ -174,7 +174,7 @@ type Agent struct {
 
 	inLogs map[string]*logInherit // incoming containers' log history being fetched (logs.go)
 
-	movingTo map[string]string  // container -> the destination it is leaving (or left) for
+	movingTo map[string]string // container -> the destination it is leaving (or left) for
 	peersMu  sync.Mutex
 	peers    map[string]*Client // one per peer and transport, so connections are reused
 }

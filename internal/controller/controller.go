@@ -50,8 +50,8 @@ type Controller struct {
 	// operators: see Options.Operators.
 	operators []string
 	started   time.Time
-	metrics *apiMetrics
-	names   *registry // container names and addresses (registry.go); its own lock
+	metrics   *apiMetrics
+	names     *registry // container names and addresses (registry.go); its own lock
 
 	mu       sync.Mutex // serialises writes; guards state and problems
 	state    *State
