@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/containerflow/containerflow/internal/agent"
 	"github.com/containerflow/containerflow/internal/controller"
+	"github.com/containerflow/containerflow/internal/pki"
 	"github.com/containerflow/containerflow/internal/testbed"
 )
 
@@ -31,6 +33,10 @@ func newAgentCmd() *cobra.Command {
 		switchArg string
 		tokenFile string
 		noAuth    bool
+		tlsDir    string
+		insecure  bool
+		plainL    string
+		plainPeer []string
 	)
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -40,20 +46,31 @@ func newAgentCmd() *cobra.Command {
 			if listen == "" && socket == "" {
 				return errors.New("give --listen ADDR:PORT and/or --socket PATH")
 			}
-			cfg.Peers = map[string]string{}
-			for _, p := range peers {
-				name, url, ok := strings.Cut(p, "=")
-				if !ok || name == "" || !strings.HasPrefix(url, "http") {
-					return fmt.Errorf("--peer %q: want NAME=http://ADDR:PORT", p)
+			if tlsDir != "" {
+				id, err := pki.Load(tlsDir, cfg.Name)
+				if err != nil {
+					return fmt.Errorf("--tls-dir: %w", err)
 				}
-				cfg.Peers[name] = url
+				cfg.TLS = id
+			} else if listen != "" && !insecure {
+				return errors.New("--listen without --tls-dir serves plain HTTP: give --tls-dir DIR (see cflow certs), or --insecure explicitly")
+			}
+			if plainL != "" && !insecure {
+				return errors.New("--insecure-listen needs --insecure")
+			}
+			var err error
+			if cfg.Peers, err = parsePeers("--peer", peers, cfg.TLS != nil); err != nil {
+				return err
+			}
+			if cfg.PlainPeers, err = parsePeers("--plain-peer", plainPeer, false); err != nil {
+				return err
 			}
 			tok, err := loadToken(tokenFile, noAuth)
 			if err != nil {
 				return err
 			}
 			cfg.Token = tok
-			st, err := steererFor(switchArg)
+			st, err := steererFor(switchArg, cfg.TLS)
 			if err != nil {
 				return err
 			}
@@ -73,10 +90,20 @@ func newAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: a.Handler()}
-			errc := make(chan error, 2)
+			srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			errc := make(chan error, 3)
 			if listen != "" {
 				l, err := net.Listen("tcp", listen)
+				if err != nil {
+					return err
+				}
+				if cfg.TLS != nil {
+					l = tls.NewListener(l, cfg.TLS.ServerConfig())
+				}
+				go func() { errc <- srv.Serve(l) }()
+			}
+			if plainL != "" {
+				l, err := net.Listen("tcp", plainL)
 				if err != nil {
 					return err
 				}
@@ -91,7 +118,7 @@ func newAgentCmd() *cobra.Command {
 				_ = os.Chmod(socket, 0o600)
 				go func() { errc <- srv.Serve(l) }()
 			}
-			slog.Info("agent serving", "name", cfg.Name, "listen", listen, "socket", socket, "peers", cfg.Peers)
+			slog.Info("agent serving", "name", cfg.Name, "listen", listen, "tls", cfg.TLS != nil, "insecure_listen", plainL, "socket", socket, "peers", cfg.Peers)
 			select {
 			case <-cmd.Context().Done():
 				return srv.Shutdown(context.Background())
@@ -109,7 +136,11 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&cfg.Uplink, "uplink", "eth0", "interface container macvlans attach to")
 	f.IntVar(&cfg.PrefixLen, "prefix-len", 24, "prefix length of container addresses")
 	f.StringVar(&cfg.NetnsPrefix, "netns-prefix", "", "prefix of container namespace names (required)")
-	f.StringArrayVar(&peers, "peer", nil, "another host's agent, NAME=URL (repeatable)")
+	f.StringArrayVar(&peers, "peer", nil, "another host's agent, NAME=URL (https:// with --tls-dir; repeatable)")
+	f.StringVar(&tlsDir, "tls-dir", "", "PKI directory (cflow certs) with ca.pem, NAME.pem, NAME-key.pem: --listen serves mutual TLS 1.3 and peers are called over it")
+	f.BoolVar(&insecure, "insecure", false, "allow plain HTTP on TCP: --listen without --tls-dir, or --insecure-listen")
+	f.StringVar(&plainL, "insecure-listen", "", "with --insecure and --tls-dir: a second, plain-HTTP TCP listener (for comparisons; migrations with transport plain use it)")
+	f.StringArrayVar(&plainPeer, "plain-peer", nil, "another host's plain (--insecure-listen) agent, NAME=http://ADDR:PORT (repeatable)")
 	f.StringVar(&switchArg, "switch", "", "how to steer traffic: bridge:TESTBED_PREFIX (the testbed's bridge); empty: do not steer")
 	f.StringVar(&tokenFile, "token-file", "", "file with the bearer token for writes (or env CFLOW_TOKEN)")
 	f.BoolVar(&noAuth, "no-auth", false, "accept writes without a token")
@@ -131,6 +162,23 @@ func newAgentCmd() *cobra.Command {
 	}
 	cmd.AddCommand(serve, hook)
 	return cmd
+}
+
+func parsePeers(flag string, peers []string, tlsOn bool) (map[string]string, error) {
+	out := map[string]string{}
+	for _, p := range peers {
+		name, url, ok := strings.Cut(p, "=")
+		switch {
+		case !ok || name == "" || !strings.HasPrefix(url, "http"):
+			return nil, fmt.Errorf("%s %q: want NAME=http(s)://ADDR:PORT", flag, p)
+		case strings.HasPrefix(url, "https://") && !tlsOn:
+			return nil, fmt.Errorf("%s %q: https needs --tls-dir", flag, p)
+		case tlsOn && !strings.HasPrefix(url, "https://") && flag == "--peer":
+			return nil, fmt.Errorf("%s %q: with --tls-dir peers are https:// (plain peers are --plain-peer)", flag, p)
+		}
+		out[name] = url
+	}
+	return out, nil
 }
 
 func loadToken(file string, noAuth bool) (string, error) {
@@ -165,7 +213,7 @@ func (b bridgeSteerer) Steer(_ context.Context, ip netip.Addr, mac net.HardwareA
 //     query parameter, else from env CFLOW_SWITCH_TOKEN_FILE,
 //     CFLOW_SWITCH_TOKEN or CFLOW_TOKEN (the agent's own token); a
 //     controller started with --no-auth needs none.
-func steererFor(arg string) (agent.Steerer, error) {
+func steererFor(arg string, id *pki.Identity) (agent.Steerer, error) {
 	switch {
 	case arg == "":
 		return nil, nil
@@ -175,7 +223,7 @@ func steererFor(arg string) (agent.Steerer, error) {
 			return nil, err
 		}
 		return bridgeSteerer{tb}, nil
-	case strings.HasPrefix(arg, "http://"), strings.HasPrefix(arg, "unix://"):
+	case strings.HasPrefix(arg, "http://"), strings.HasPrefix(arg, "https://"), strings.HasPrefix(arg, "unix://"):
 		base, query, _ := strings.Cut(arg, "?")
 		q, err := url.ParseQuery(query)
 		if err != nil {
@@ -195,8 +243,15 @@ func steererFor(arg string) (agent.Steerer, error) {
 		} else if tok = os.Getenv("CFLOW_SWITCH_TOKEN"); tok == "" {
 			tok = os.Getenv("CFLOW_TOKEN")
 		}
-		c := controller.NewClient(base, controller.ClientOptions{Token: tok, Timeout: 5 * time.Second})
+		o := controller.ClientOptions{Token: tok, Timeout: 5 * time.Second}
+		if strings.HasPrefix(base, "https://") {
+			if id == nil {
+				return nil, fmt.Errorf("--switch %q: https needs --tls-dir", arg)
+			}
+			o.TLS = id.ClientConfig(pki.Controller)
+		}
+		c := controller.NewClient(base, o)
 		return &controller.Steerer{Client: c, RewriteMAC: true}, nil
 	}
-	return nil, fmt.Errorf("--switch %q: want bridge:PREFIX, http://ADDR:PORT[?token_file=PATH] or unix:///PATH", arg)
+	return nil, fmt.Errorf("--switch %q: want bridge:PREFIX, https://ADDR:PORT[?token_file=PATH] (with --tls-dir), http://... or unix:///PATH", arg)
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/containerflow/containerflow/internal/controller"
 	"github.com/containerflow/containerflow/internal/dataplane"
+	"github.com/containerflow/containerflow/internal/pki"
 )
 
 // bpffsRoot is where the switch pins its data plane by default.
@@ -72,12 +74,16 @@ func newSwitchServeCmd() *cobra.Command {
 		tokenFile string
 		noAuth    bool
 		fsync     bool
+		tlsDir    string
+		insecure  bool
+		plainL    string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Load (or take over) the switch data plane, attach its ports and serve the controller API",
-		Example: `  cflow switch serve --config switch.yaml --token-file /etc/cflow/token
-  cflow switch serve --port 1=sw-hostA:hostA --port 2=sw-hostB:hostB --no-auth --listen 127.0.0.1:5000`,
+		Example: `  cflow switch serve --config switch.yaml --token-file /etc/cflow/token --tls-dir /etc/containerflow/pki --listen :5443
+  cflow switch serve --config switch.yaml --token-file /etc/cflow/token --tls-dir /etc/containerflow/pki --listen :5443 --insecure --insecure-listen :5000
+  cflow switch serve --port 1=sw-hostA:hostA --port 2=sw-hostB:hostB --no-auth --insecure --listen 127.0.0.1:5000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := &controller.Config{}
@@ -114,6 +120,17 @@ func newSwitchServeCmd() *cobra.Command {
 			if listen == "" && socket == "" {
 				return errors.New("give --listen ADDR:PORT and/or --socket PATH")
 			}
+			var id *pki.Identity
+			if tlsDir != "" {
+				if id, err = pki.Load(tlsDir, pki.Controller); err != nil {
+					return fmt.Errorf("--tls-dir: %w", err)
+				}
+			} else if listen != "" && !insecure {
+				return errors.New("--listen without --tls-dir serves plain HTTP: give --tls-dir DIR (see cflow certs), or --insecure explicitly")
+			}
+			if plainL != "" && (!insecure || id == nil) {
+				return errors.New("--insecure-listen needs --insecure and --tls-dir")
+			}
 			ctl, err := controller.New(controller.Options{Config: cfg, PinPath: pin, Netns: sf.netnsPath(),
 				Attach: mode, StatePath: statePath, Fsync: fsync, Token: tok, NoAuth: noAuth, Logger: slog.Default()})
 			if err != nil {
@@ -124,7 +141,15 @@ func newSwitchServeCmd() *cobra.Command {
 					slog.Error("close controller", "err", err)
 				}
 			}()
-			return serveHTTP(cmd.Context(), ctl.Handler(), listen, socket, "switch controller")
+			var tcfg *tls.Config
+			if id != nil {
+				tcfg = id.ServerConfig()
+			}
+			var seed http.Handler
+			if plainL != "" {
+				seed = ctl.SeedHandler()
+			}
+			return serveHTTP(cmd.Context(), ctl.Handler(), listen, socket, "switch controller", tcfg, seed, plainL)
 		},
 	}
 	sf.register(cmd)
@@ -137,6 +162,9 @@ func newSwitchServeCmd() *cobra.Command {
 	f.StringVar(&attach, "attach", "auto", "attachment: auto (TCX, else tc), tcx or tc")
 	f.StringVar(&tokenFile, "token-file", "", "file with the bearer token writes need (or env CFLOW_TOKEN)")
 	f.BoolVar(&noAuth, "no-auth", false, "accept writes without a token (needed by the seed's scripts, which send none)")
+	f.StringVar(&tlsDir, "tls-dir", "", "PKI directory (cflow certs) with ca.pem, controller.pem, controller-key.pem: --listen serves mutual TLS 1.3")
+	f.BoolVar(&insecure, "insecure", false, "allow plain HTTP on TCP: --listen without --tls-dir (the whole API), or --insecure-listen")
+	f.StringVar(&plainL, "insecure-listen", "", "with --insecure and --tls-dir: a plain-HTTP listener serving only the seed's endpoints, for the seed's scripts (e.g. :5000)")
 	f.BoolVar(&fsync, "fsync", false, "fsync the state file on every write (default: within 100 ms; a controller crash loses nothing either way)")
 	return cmd
 }
@@ -153,16 +181,30 @@ func parseAttach(s string) (dataplane.AttachMode, error) {
 	return 0, fmt.Errorf("--attach %q: want auto, tcx or tc", s)
 }
 
-// serveHTTP serves h on a TCP address and/or a unix socket until ctx ends.
-func serveHTTP(ctx context.Context, h http.Handler, listen, socket, what string) error {
+// serveHTTP serves h on a TCP address (over TLS with tcfg) and/or a unix
+// socket, and plain on plainListen, until ctx ends.
+func serveHTTP(ctx context.Context, h http.Handler, listen, socket, what string, tcfg *tls.Config, plain http.Handler, plainListen string) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if listen != "" {
 		l, err := net.Listen("tcp", listen)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", listen, err)
 		}
+		if tcfg != nil {
+			l = tls.NewListener(l, tcfg)
+		}
 		go func() { errc <- srv.Serve(l) }()
+	}
+	var psrv *http.Server
+	if plainListen != "" {
+		l, err := net.Listen("tcp", plainListen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", plainListen, err)
+		}
+		psrv = &http.Server{Handler: plain, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- psrv.Serve(l) }()
+		defer psrv.Close()
 	}
 	if socket != "" {
 		_ = os.Remove(socket)
@@ -176,7 +218,7 @@ func serveHTTP(ctx context.Context, h http.Handler, listen, socket, what string)
 		_ = os.Chmod(socket, 0o600)
 		go func() { errc <- srv.Serve(l) }()
 	}
-	slog.Info(what+" serving", "listen", listen, "socket", socket)
+	slog.Info(what+" serving", "listen", listen, "tls", tcfg != nil, "insecure_listen", plainListen, "socket", socket)
 	select {
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

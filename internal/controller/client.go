@@ -13,6 +13,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/containerflow/containerflow/internal/nsrun"
 )
 
 // Client talks to a controller. Base URLs are http://HOST:PORT or
@@ -35,6 +37,9 @@ type ClientOptions struct {
 	// TLS is the client's configuration for https:// base URLs (mutual
 	// TLS: see pki.Identity.ClientConfig).
 	TLS *tls.Config
+	// Netns, when set, makes TCP connections from inside that network
+	// namespace.
+	Netns string
 }
 
 // NewClient returns a client for the controller at base.
@@ -47,6 +52,14 @@ func NewClient(base string, o ClientOptions) *Client {
 			return d.DialContext(ctx, "unix", path)
 		}
 		url = "http://switch"
+	} else if o.Netns != "" {
+		tr.DialContext = func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = nsrun.Do(o.Netns, func() error {
+				c, err = d.DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		}
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second

@@ -39,6 +39,11 @@ type Config struct {
 	// anyone who can reach the management network may write. For the
 	// seed's scripts, which send none.
 	NoAuth bool
+	// Insecure keeps plain HTTP next to mutual TLS: the controller serves
+	// the seed's endpoints on ControllerURL (for the seed's scripts) and
+	// each agent a plain listener on AgentPlainPort (migrations with
+	// transport plain, for comparisons). NoAuth implies it.
+	Insecure bool
 }
 
 // Testbed is a handle on a built testbed. It holds no open resources, so it
@@ -50,6 +55,11 @@ type Testbed struct {
 	Switch string `json:"switch"`
 	// NoAuth: the controller and agents accept writes without a token.
 	NoAuth bool `json:"no_auth,omitempty"`
+	// TLS: the controller and the agents speak mutual TLS on the
+	// management network, with certificates under PKIDir.
+	TLS bool `json:"tls,omitempty"`
+	// Insecure: see Config.Insecure.
+	Insecure bool `json:"insecure,omitempty"`
 }
 
 // crashAfterStep makes Up stop after that many steps without cleaning up,
@@ -81,8 +91,10 @@ func Up(cfg Config) (tb *Testbed, err error) {
 		return nil, fmt.Errorf("testbed %q %w (namespaces %s); run `cflow testbed down --prefix %s` first",
 			cfg.Prefix, ErrExists, strings.Join(left, ", "), cfg.Prefix)
 	}
-	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC(), Switch: cfg.Switch, NoAuth: cfg.NoAuth}
-	if err := os.MkdirAll(tb.Dir(), 0o755); err != nil {
+	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC(), Switch: cfg.Switch, NoAuth: cfg.NoAuth,
+		TLS: cfg.AgentBinary != "", Insecure: cfg.Insecure || cfg.NoAuth}
+	// Root-only: it holds the token, the CA key and the agents' state.
+	if err := os.MkdirAll(tb.Dir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", tb.Dir(), err)
 	}
 	defer func() {
@@ -105,6 +117,7 @@ func Up(cfg Config) (tb *Testbed, err error) {
 	}
 	steps = append(steps, tb.saveState)
 	if cfg.AgentBinary != "" {
+		steps = append(steps, tb.ensurePKI)
 		if tb.Switch == SwitchEBPF {
 			// Before the agents, which steer through it.
 			steps = append(steps, func() error { return tb.StartController(cfg.AgentBinary) })
