@@ -221,8 +221,13 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{cfg.ImagesDir, filepath.Join(cfg.StateDir, "specs")} {
+	// Root-only: checkpoint images hold containers' memory, specs their
+	// environment; an existing directory is tightened, not trusted.
+	for _, d := range []string{cfg.StateDir, cfg.ImagesDir, filepath.Join(cfg.StateDir, "specs")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
 			return nil, err
 		}
 	}

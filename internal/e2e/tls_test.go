@@ -260,6 +260,37 @@ func TestTLSIdentities(t *testing.T) {
 		info.Pid = cur.Pid // restored: a new pid
 	}
 	unchanged("after two migrations")
+	// Secrets on disk are root-only, and no checkpoint image outlived its
+	// migration.
+	mode := func(p string, want os.FileMode) {
+		t.Helper()
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", p, st.Mode().Perm(), want)
+		}
+	}
+	mode(tb.Dir(), 0o700)
+	mode(tb.TokenFile(), 0o600)
+	mode(tb.PKIDir(), 0o700)
+	keys, _ := filepath.Glob(filepath.Join(tb.PKIDir(), "*"))
+	for _, k := range keys {
+		mode(k, 0o600)
+	}
+	for _, h := range testbed.Hosts {
+		mode(tb.HostDir(h), 0o700)
+		mode(filepath.Join(tb.HostDir(h), "specs"), 0o700)
+		mode(filepath.Join(tb.HostDir(h), "agent.log"), 0o600)
+		mode(tb.AgentSocket(h), 0o600)
+		images := filepath.Join("/dev/shm/containerflow", tb.Prefix+"-"+h)
+		mode(images, 0o700)
+		left, _ := os.ReadDir(images)
+		if len(left) != 0 {
+			t.Errorf("checkpoint images left on %s: %v", h, left)
+		}
+	}
 	// Nothing but handshakes failed on the agents' side.
 	for _, h := range testbed.Hosts {
 		b, _ := os.ReadFile(filepath.Join(tb.HostDir(h), "agent.log"))
