@@ -20,6 +20,7 @@ import (
 	"github.com/containerflow/containerflow/internal/criu"
 	"github.com/containerflow/containerflow/internal/mounts"
 	"github.com/containerflow/containerflow/internal/nsrun"
+	"github.com/containerflow/containerflow/internal/pki"
 	"github.com/containerflow/containerflow/internal/runtime"
 )
 
@@ -44,11 +45,21 @@ type Config struct {
 	HostNetns   string            // namespace with the uplink; "" = the agent's own
 	Uplink      string            // interface containers' macvlans hang off
 	PrefixLen   int               // prefix length of the data network
-	Peers       map[string]string // host name -> agent base URL
-	Steerer     Steerer
-	Token       string // bearer token for writes; "" disables auth
-	CRIU        string // CRIU binary; found with criu.Find when empty
-	BinDir      string // host directory bind-mounted read-only at /opt/cflow/bin
+	Peers       map[string]string // host name -> agent base URL (https:// with TLS)
+	// TLS, when set, is this agent's identity: peers are called over mutual
+	// TLS 1.3 with it, and calls over the TLS listener (TLSConfig) are
+	// checked against the caller's identity (identity.go).
+	TLS *pki.Identity
+	// PlainPeers are the peers' plain-HTTP listeners (agents started with
+	// --insecure), which a migration with Transport "plain" uses.
+	PlainPeers map[string]string
+	// Operators are the identities that may do users' operations (default:
+	// cli).
+	Operators []string
+	Steerer   Steerer
+	Token     string // bearer token for writes; "" disables auth
+	CRIU      string // CRIU binary; found with criu.Find when empty
+	BinDir    string // host directory bind-mounted read-only at /opt/cflow/bin
 	// CRIUTimeout bounds one checkpoint or restore (default 20 s). A CRIU
 	// that dies mid-restore can leave runc waiting forever on the
 	// half-restored tasks; the timeout turns that into a rollback.
@@ -146,6 +157,7 @@ type entry struct {
 	incoming *incoming         // destination-side migration state
 	pages    *runtime.PostCopy // post-copy: the memory still coming from the previous host
 	out      *localSource      // source side of the migration under way
+	from     string            // the host it last arrived from (its settle comes from there)
 }
 
 // Agent is one host's daemon.
@@ -162,6 +174,10 @@ type Agent struct {
 	images imageStore
 
 	inLogs map[string]*logInherit // incoming containers' log history being fetched (logs.go)
+
+	movingTo map[string]string // container -> the destination it is leaving (or left) for
+	peersMu  sync.Mutex
+	peers    map[string]*Client // one per peer and transport, so connections are reused
 }
 
 // New creates an agent and re-adopts containers a previous run left
@@ -206,8 +222,13 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{cfg.ImagesDir, filepath.Join(cfg.StateDir, "specs")} {
+	// Root-only: checkpoint images hold containers' memory, specs their
+	// environment; an existing directory is tightened, not trusted.
+	for _, d := range []string{cfg.StateDir, cfg.ImagesDir, filepath.Join(cfg.StateDir, "specs")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
 			return nil, err
 		}
 	}

@@ -48,7 +48,7 @@ func (a *Agent) Handler() http.Handler {
 		reply(w, c, err)
 	})
 	a.logRoutes(mux) // logs.go
-	mux.Handle("POST /v1/containers", a.auth(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /v1/containers", a.auth(a.user(func(w http.ResponseWriter, r *http.Request) {
 		var s ContainerSpec
 		if !decode(w, r, &s) {
 			return
@@ -60,11 +60,11 @@ func (a *Agent) Handler() http.Handler {
 			return
 		}
 		writeErr(w, err)
-	}))
-	mux.Handle("DELETE /v1/containers/{name}", a.auth(func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("DELETE /v1/containers/{name}", a.auth(a.user(func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"deleted": r.PathValue("name")}, a.Remove(r.Context(), r.PathValue("name")))
-	}))
-	mux.Handle("POST /v1/containers/{name}/signal", a.auth(func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("POST /v1/containers/{name}/signal", a.auth(a.user(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Signal int `json:"signal"`
 		}
@@ -76,8 +76,8 @@ func (a *Agent) Handler() http.Handler {
 			return
 		}
 		reply(w, map[string]int{"sent": req.Signal}, a.Signal(r.Context(), r.PathValue("name"), syscall.Signal(req.Signal)))
-	}))
-	mux.Handle("POST /v1/containers/{name}/migrate", a.auth(func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("POST /v1/containers/{name}/migrate", a.auth(a.user(func(w http.ResponseWriter, r *http.Request) {
 		var req MigrateRequest
 		if !decode(w, r, &req) {
 			return
@@ -93,24 +93,30 @@ func (a *Agent) Handler() http.Handler {
 			status = http.StatusInternalServerError
 		}
 		writeJSON(w, status, rec)
-	}))
-	mux.Handle("POST /v1/containers/{name}/reference", a.auth(func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("POST /v1/containers/{name}/reference", a.auth(a.user(func(w http.ResponseWriter, r *http.Request) {
 		ref, err := a.Reference(r.Context(), r.PathValue("name"))
 		reply(w, ref, err)
-	}))
+	})))
 	// Destination side of a migration, called by the source agent.
 	mux.Handle("POST /v1/migrations", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		var req PrepareRequest
 		if !decode(w, r, &req) {
 			return
 		}
+		// Only a host may send its own containers here.
+		if err := a.allowPeerHost(r, req.From, "start a migration from "+req.From); err != nil {
+			writeErr(w, err)
+			return
+		}
 		audit.Note(r.Context(), "name", req.Spec.Name)
 		audit.Note(r.Context(), "from", req.From)
 		// A post-copy source serves its pages on the address it calls from.
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		reply(w, map[string]string{"staged": req.Spec.Name}, a.prepareIncoming(r.Context(), req, host))
+		plain := r.TLS == nil && a.cfg.PlainPeers[req.From] != "" && !isUnix(r)
+		reply(w, map[string]string{"staged": req.Spec.Name}, a.prepareIncoming(r.Context(), req, host, plain))
 	}))
-	mux.Handle("POST /v1/migrations/{name}/images", a.auth(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /v1/migrations/{name}/images", a.auth(a.fromSource(func(w http.ResponseWriter, r *http.Request) {
 		// Not bounded in size: it is the container's memory and writable
 		// layer, which the destination cannot know ahead; the images dir
 		// (a tmpfs) bounds it. A source that stalls is cut instead.
@@ -123,7 +129,7 @@ func (a *Agent) Handler() http.Handler {
 			return
 		}
 		reply(w, rep, err)
-	}))
+	})))
 	// Called by the go-live hook CRIU runs inside a restore; authenticated
 	// by the migration's one-time nonce, not the bearer token.
 	mux.HandleFunc("POST /v1/migrations/{name}/hook", func(w http.ResponseWriter, r *http.Request) {
@@ -133,16 +139,16 @@ func (a *Agent) Handler() http.Handler {
 		}
 		reply(w, map[string]string{"live": r.PathValue("name")}, a.goLive(r.Context(), r.PathValue("name"), req.Nonce))
 	})
-	mux.Handle("POST /v1/migrations/{name}/handoff", a.auth(a.serveHandoff))
-	mux.Handle("POST /v1/migrations/{name}/settle", a.auth(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /v1/migrations/{name}/handoff", a.auth(a.toDestination(a.serveHandoff)))
+	mux.Handle("POST /v1/migrations/{name}/settle", a.auth(a.settleFrom(func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"settled": r.PathValue("name")}, a.settleIncoming(r.Context(), r.PathValue("name")))
-	}))
-	mux.Handle("POST /v1/migrations/{name}/commit", a.auth(func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("POST /v1/migrations/{name}/commit", a.auth(a.fromSource(func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"committed": r.PathValue("name")}, a.commitIncoming(r.Context(), r.PathValue("name")))
-	}))
-	mux.Handle("POST /v1/migrations/{name}/abort", a.auth(func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("POST /v1/migrations/{name}/abort", a.auth(a.fromSource(func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"aborted": r.PathValue("name")}, a.abortIncoming(r.Context(), r.PathValue("name")))
-	}))
+	})))
 	a.imageRoutes(mux)
 	return mux
 }
@@ -244,6 +250,8 @@ func writeErr(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, ErrConflict):
 		code = http.StatusConflict
+	case errors.Is(err, ErrForbidden):
+		code = http.StatusForbidden
 	}
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }

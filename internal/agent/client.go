@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,12 +30,15 @@ type ClientOptions struct {
 	// Netns, when set, makes TCP connections from inside that network
 	// namespace (an agent embedded in a process that lives elsewhere).
 	Netns string
+	// TLS is the client's configuration for https:// base URLs (mutual
+	// TLS: see pki.Identity.ClientConfig).
+	TLS *tls.Config
 }
 
 // NewClient returns a client for the agent at base.
 func NewClient(base string, o ClientOptions) *Client {
 	d := &net.Dialer{Timeout: 5 * time.Second}
-	tr := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
+	tr := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second, TLSClientConfig: o.TLS}
 	url := strings.TrimRight(base, "/")
 	if path, ok := strings.CutPrefix(base, "unix://"); ok {
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -53,8 +57,42 @@ func NewClient(base string, o ClientOptions) *Client {
 	return &Client{base: url, token: o.Token, hc: &http.Client{Transport: tr}}
 }
 
-func (a *Agent) peerClient(base string) *Client {
-	return NewClient(base, ClientOptions{Token: a.cfg.Token, Netns: a.cfg.HostNetns})
+// peerClient returns the client of host's agent, over TLS when this agent
+// has an identity, or over the peer's plain listener when plain is set
+// (and it has one). Clients are kept, so that the calls of a migration
+// inside its frozen window (the image stream, the handoff, the commit)
+// find a connection, and its TLS session, already open.
+func (a *Agent) peerClient(host string, plain bool) (*Client, error) {
+	base, ok := a.cfg.Peers[host]
+	if plain {
+		if b, pok := a.cfg.PlainPeers[host]; pok {
+			base, ok = b, true
+		} else if a.cfg.TLS != nil {
+			return nil, fmt.Errorf("%w: %s has no plain (--insecure) listener configured", ErrBadRequest, host)
+		}
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown host %q", ErrNotFound, host)
+	}
+	key := host + " " + base
+	a.peersMu.Lock()
+	defer a.peersMu.Unlock()
+	if c := a.peers[key]; c != nil {
+		return c, nil
+	}
+	o := ClientOptions{Token: a.cfg.Token, Netns: a.cfg.HostNetns}
+	if strings.HasPrefix(base, "https://") {
+		if a.cfg.TLS == nil {
+			return nil, fmt.Errorf("peer %s is https but this agent has no certificate", host)
+		}
+		o.TLS = a.cfg.TLS.ClientConfig(host)
+	}
+	if a.peers == nil {
+		a.peers = map[string]*Client{}
+	}
+	c := NewClient(base, o)
+	a.peers[key] = c
+	return c, nil
 }
 
 // APIError is an error answer from an agent.

@@ -130,7 +130,10 @@ func (fw *faultyWriter) Write(p []byte) (int, error) {
 
 // Destination side.
 
-func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceHost string) error {
+// prepareIncoming stages an incoming container; plain says the source
+// called over its plain (--insecure) listener, which this agent's calls
+// back to it use as well.
+func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceHost string, plain bool) error {
 	s := req.Spec
 	if err := a.validate(&s); err != nil {
 		return err
@@ -148,7 +151,7 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceH
 		a.release(s.Name)
 		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	in := &incoming{resumeSignal: req.ResumeSignal, dir: dir, engine: req.Engine, compress: req.Compress, from: req.From}
+	in := &incoming{resumeSignal: req.ResumeSignal, dir: dir, engine: req.Engine, compress: req.Compress, from: req.From, plain: plain}
 	if req.PageServerPort > 0 {
 		if req.Engine != EngineDirect || sourceHost == "" || req.PageServerPort > 65535 {
 			a.release(s.Name)
@@ -197,7 +200,7 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceH
 			return fail(err)
 		}
 	}
-	a.inheritLogs(s, req.From) // logs.go: the history comes while this one waits
+	a.inheritLogs(s, req.From, plain) // logs.go: the history comes while this one waits
 	a.log.Info("incoming container staged", "name", s.Name, "from", req.From, "engine", in.engine)
 	return nil
 }
@@ -375,6 +378,7 @@ func (a *Agent) commitIncoming(ctx context.Context, name string) error {
 	if !a.cfg.KeepImages && !e.info.PagesPending {
 		_ = mounts.RemoveAll(e.incoming.dir)
 	}
+	e.from = e.incoming.from
 	e.incoming = nil
 	e.info.State = StateRunning
 	e.info.Started = time.Now().UTC()

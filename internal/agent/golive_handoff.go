@@ -25,16 +25,16 @@ const handoffTimeout = 300 * time.Millisecond
 
 // askHandoff asks the source of an incoming container for its handoff,
 // now that the address points here and the namespace is open.
-func (a *Agent) askHandoff(ctx context.Context, from, name string) {
-	base, ok := a.cfg.Peers[from]
-	if !ok {
+func (a *Agent) askHandoff(ctx context.Context, from string, plain bool, name string) {
+	c, err := a.peerClient(from, plain)
+	if err != nil {
 		return
 	}
 	t0 := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, handoffTimeout)
 	defer cancel()
 	var r handoff.Released
-	if err := a.peerClient(base).do(ctx, "POST", "/v1/migrations/"+name+"/handoff", nil, &r); err != nil {
+	if err := c.do(ctx, "POST", "/v1/migrations/"+name+"/handoff", nil, &r); err != nil {
 		a.log.Warn("no handoff inside the go-live; the source sends it after", "name", name, "from", from, "err", err)
 		return
 	}

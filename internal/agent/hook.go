@@ -103,7 +103,7 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry) error {
 		return err
 	}
 	if in.from != "" {
-		a.askHandoff(ctx, in.from, spec.Name) // see golive_handoff.go
+		a.askHandoff(ctx, in.from, in.plain, spec.Name) // see golive_handoff.go
 	}
 	return nil
 }

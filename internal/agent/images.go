@@ -104,11 +104,13 @@ func (e renamed) Unwrap() error { return e.err }
 // anything is frozen (pre-staging; a destination keeps it, by digest, for
 // the next time). It returns the archive bytes sent, 0 if none were.
 func (a *Agent) PushImage(ctx context.Context, to, digest string) (int64, error) {
-	base, ok := a.cfg.Peers[to]
-	if !ok {
+	if _, ok := a.cfg.Peers[to]; !ok {
 		return 0, fmt.Errorf("%w: unknown host %q", ErrBadRequest, to)
 	}
-	peer := a.peerClient(base)
+	peer, err := a.peerClient(to, false)
+	if err != nil {
+		return 0, err
+	}
 	var apiErr *APIError
 	if _, err := peer.Image(ctx, digest); err == nil {
 		return 0, nil
@@ -203,6 +205,13 @@ func (a *Agent) imageRoutes(mux *http.ServeMux) {
 		return s
 	}
 	mux.Handle("POST /v1/images", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		// A migration's source pre-stages its container's image here.
+		if who := caller(r); r.TLS != nil && !a.isPeer(who) {
+			if err := a.allowUser(r); err != nil {
+				writeErr(w, err)
+				return
+			}
+		}
 		httpserve.IdleBody(w, r, StreamIdleTimeout)
 		r.Body = http.MaxBytesReader(w, r.Body, MaxImageUpload)
 		img, err := a.LoadImage(r.Context(), r.Body)
@@ -231,7 +240,7 @@ func (a *Agent) imageRoutes(mux *http.ServeMux) {
 			reply(w, img, imageErr(err))
 		}
 	})
-	mux.Handle("DELETE /v1/images/{ref...}", a.auth(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("DELETE /v1/images/{ref...}", a.auth(a.user(func(w http.ResponseWriter, r *http.Request) {
 		if s := store(w); s != nil {
 			img, err := s.Remove(r.PathValue("ref"), a.imageInUse)
 			if err == nil {
@@ -239,7 +248,7 @@ func (a *Agent) imageRoutes(mux *http.ServeMux) {
 			}
 			reply(w, img, imageErr(err))
 		}
-	}))
+	})))
 	// For peer agents pre-staging an image: the archive Load takes, its
 	// length announced so that a cut transfer shows as one.
 	mux.HandleFunc("GET /v1/images/{digest}/export", func(w http.ResponseWriter, r *http.Request) {

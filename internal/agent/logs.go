@@ -61,8 +61,8 @@ func (a *Agent) logRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/containers/{name}/logs", a.serveLogs)
 	// Source side of a migration: the log of a container leaving, for its
 	// destination, which then drops it here.
-	mux.Handle("GET /v1/migrations/{name}/logs", a.auth(a.serveLogHandover))
-	mux.Handle("DELETE /v1/migrations/{name}/logs", a.auth(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /v1/migrations/{name}/logs", a.auth(a.toDestination(a.serveLogHandover)))
+	mux.Handle("DELETE /v1/migrations/{name}/logs", a.auth(a.toDestination(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if info, err := a.Get(name); err == nil && info.State != StateMigrating {
 			writeErr(w, fmt.Errorf("%w: container %s is %s here", ErrConflict, name, info.State))
@@ -70,7 +70,7 @@ func (a *Agent) logRoutes(mux *http.ServeMux) {
 		}
 		a.rt.DropLog(name)
 		writeJSON(w, http.StatusOK, map[string]string{"dropped": name})
-	}))
+	})))
 }
 
 func queryInt(r *http.Request, key string) (int64, bool, error) {
@@ -273,9 +273,9 @@ type logInherit struct {
 // fetches its history meanwhile (see the top of this file). Logs are not
 // worth failing a migration for: without its history the container's log
 // here starts with its own output.
-func (a *Agent) inheritLogs(s ContainerSpec, from string) {
-	peer, ok := a.cfg.Peers[from]
-	if !ok {
+func (a *Agent) inheritLogs(s ContainerSpec, from string, plain bool) {
+	c, err := a.peerClient(from, plain)
+	if err != nil {
 		return
 	}
 	if err := a.rt.HoldLog(s.Name, s.logConfig()); err != nil {
@@ -296,7 +296,6 @@ func (a *Agent) inheritLogs(s ContainerSpec, from string) {
 	// Here, not in the background: copying up to the whole cap must not
 	// compete with the freeze for the CPUs. A history not fetched in time
 	// is fetched after the commit, from where this one stopped.
-	c := a.peerClient(peer)
 	pctx, cancel := context.WithTimeout(ctx, prepareLogTimeout)
 	next, err := a.copyHistory(pctx, c, s.Name, 0, false)
 	cancel()

@@ -47,7 +47,14 @@ type MigrateRequest struct {
 	// Compress packs the image stream on the wire: "" or "none", or
 	// "zstd" (for slow links between hosts).
 	Compress string `json:"compress,omitempty"`
+	// Transport between the agents: "" (TLS when the agents have
+	// certificates) or "plain", over the agents' --insecure plain
+	// listeners; for comparisons (cflow bench migrate --compare-tls).
+	Transport string `json:"transport,omitempty"`
 }
+
+// TransportPlain asks a migration to go over the agents' plain listeners.
+const TransportPlain = "plain"
 
 // ModeAuto lets the agent choose between the migration modes.
 const ModeAuto = "auto"
@@ -112,6 +119,7 @@ type incoming struct {
 	switchTook   time.Duration      // how long steering took there
 	compress     string             // of the image stream
 	from         string             // the source host
+	plain        bool               // it called over its plain listener
 }
 
 // faults lets tests break a migration at a chosen point, on the real path.
@@ -128,14 +136,19 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	if req.To == a.cfg.Name {
 		return nil, fmt.Errorf("%w: %s is already on %s", ErrBadRequest, name, req.To)
 	}
-	peer, ok := a.cfg.Peers[req.To]
-	if !ok {
+	if _, ok := a.cfg.Peers[req.To]; !ok {
 		return nil, fmt.Errorf("%w: unknown destination host %q", ErrNotFound, req.To)
+	}
+	if req.Transport != "" && req.Transport != TransportPlain && req.Transport != "tls" {
+		return nil, fmt.Errorf("%w: transport %q (tls or plain)", ErrBadRequest, req.Transport)
+	}
+	peer, err := a.peerClient(req.To, req.Transport == TransportPlain)
+	if err != nil {
+		return nil, err
 	}
 	if req.QuiesceSignal < 0 || req.QuiesceSignal > 64 || req.DrainTimeoutMs < 0 {
 		return nil, fmt.Errorf("%w: quiesce_signal must be 0-64 and drain_timeout_ms >= 0", ErrBadRequest)
 	}
-	var err error
 	if req.Engine, err = engine(req.Engine); err != nil {
 		return nil, err
 	}
@@ -156,6 +169,8 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	// The destination calls back (handoff, log handover) as itself.
+	a.setMovingTo(name, req.To)
 
 	// The image first: seconds on a slow link, none of it frozen.
 	var staged int64
@@ -180,7 +195,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 			return nil, fmt.Errorf("post-copy page server port: %w", err)
 		}
 	}
-	dst := &remoteDest{c: a.peerClient(peer), rwDir: runtime.RWDir(a.rt.BundleDir(name)), name: name,
+	dst := &remoteDest{c: peer, rwDir: runtime.RWDir(a.rt.BundleDir(name)), name: name,
 		prep: PrepareRequest{Spec: spec, ResumeSignal: req.QuiesceSignal, From: a.cfg.Name, Engine: req.Engine,
 			Nice: src.nice(), PageServerPort: src.port, Compress: req.Compress}, f: &a.faults}
 	plan := migration.Plan{
@@ -214,6 +229,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 		a.awaitLogHandover(name) // logs.go: off the frozen path, after cleanup
 		a.log.Info("migrated", "name", name, "to", req.To, "time_to_ready_ms", rec.TimeToReadyMs, "total_ms", rec.TotalMs, "switched_by", rec.SwitchedBy)
 	case migration.StatusRolledBack:
+		a.setMovingTo(name, "")
 		a.mu.Lock()
 		e.info.State = StateRunning
 		if st, serr := a.rt.State(context.Background(), name); serr == nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/containerflow/containerflow/internal/audit"
 	"github.com/containerflow/containerflow/internal/controller"
 	"github.com/containerflow/containerflow/internal/httpserve"
+	"github.com/containerflow/containerflow/internal/pki"
 	"github.com/containerflow/containerflow/internal/privfs"
 	"github.com/containerflow/containerflow/internal/testbed"
 )
@@ -33,6 +35,10 @@ func newAgentCmd() *cobra.Command {
 		switchArg string
 		tokenFile string
 		noAuth    bool
+		tlsDir    string
+		insecure  bool
+		plainL    string
+		plainPeer []string
 		privateFS bool
 		keep      []string
 	)
@@ -49,20 +55,31 @@ func newAgentCmd() *cobra.Command {
 					return err
 				}
 			}
-			cfg.Peers = map[string]string{}
-			for _, p := range peers {
-				name, url, ok := strings.Cut(p, "=")
-				if !ok || name == "" || !strings.HasPrefix(url, "http") {
-					return fmt.Errorf("--peer %q: want NAME=http://ADDR:PORT", p)
+			if tlsDir != "" {
+				id, err := pki.Load(tlsDir, cfg.Name)
+				if err != nil {
+					return fmt.Errorf("--tls-dir: %w", err)
 				}
-				cfg.Peers[name] = url
+				cfg.TLS = id
+			} else if listen != "" && !insecure {
+				return errors.New("--listen without --tls-dir serves plain HTTP: give --tls-dir DIR (see cflow certs), or --insecure explicitly")
+			}
+			if plainL != "" && !insecure {
+				return errors.New("--insecure-listen needs --insecure")
+			}
+			var err error
+			if cfg.Peers, err = parsePeers("--peer", peers, cfg.TLS != nil); err != nil {
+				return err
+			}
+			if cfg.PlainPeers, err = parsePeers("--plain-peer", plainPeer, false); err != nil {
+				return err
 			}
 			tok, err := loadToken(tokenFile, noAuth)
 			if err != nil {
 				return err
 			}
 			cfg.Token = tok
-			st, err := steererFor(switchArg)
+			st, err := steererFor(switchArg, cfg.TLS)
 			if err != nil {
 				return err
 			}
@@ -98,6 +115,16 @@ func newAgentCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if cfg.TLS != nil {
+					l = tls.NewListener(l, cfg.TLS.ServerConfig())
+				}
+				ls = append(ls, l)
+			}
+			if plainL != "" {
+				l, err := net.Listen("tcp", plainL)
+				if err != nil {
+					return err
+				}
 				ls = append(ls, l)
 			}
 			if socket != "" {
@@ -110,7 +137,7 @@ func newAgentCmd() *cobra.Command {
 				_ = os.Chmod(socket, 0o600)
 				ls = append(ls, l)
 			}
-			slog.Info("agent serving", "name", cfg.Name, "listen", listen, "socket", socket, "peers", cfg.Peers, "audit", al.Path())
+			slog.Info("agent serving", "name", cfg.Name, "listen", listen, "tls", cfg.TLS != nil, "insecure_listen", plainL, "socket", socket, "peers", cfg.Peers, "audit", al.Path())
 			return httpserve.Serve(cmd.Context(), httpserve.New(al.Handler(a.Handler())), agentGrace, "agent", ls...)
 		},
 	}
@@ -123,7 +150,11 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&cfg.Uplink, "uplink", "eth0", "interface container macvlans attach to")
 	f.IntVar(&cfg.PrefixLen, "prefix-len", 24, "prefix length of container addresses")
 	f.StringVar(&cfg.NetnsPrefix, "netns-prefix", "", "prefix of container namespace names (required)")
-	f.StringArrayVar(&peers, "peer", nil, "another host's agent, NAME=URL (repeatable)")
+	f.StringArrayVar(&peers, "peer", nil, "another host's agent, NAME=URL (https:// with --tls-dir; repeatable)")
+	f.StringVar(&tlsDir, "tls-dir", "", "PKI directory (cflow certs) with ca.pem, NAME.pem, NAME-key.pem: --listen serves mutual TLS 1.3 and peers are called over it")
+	f.BoolVar(&insecure, "insecure", false, "allow plain HTTP on TCP: --listen without --tls-dir, or --insecure-listen")
+	f.StringVar(&plainL, "insecure-listen", "", "with --insecure and --tls-dir: a second, plain-HTTP TCP listener (for comparisons; migrations with transport plain use it)")
+	f.StringArrayVar(&plainPeer, "plain-peer", nil, "another host's plain (--insecure-listen) agent, NAME=http://ADDR:PORT (repeatable)")
 	f.StringVar(&switchArg, "switch", "", "how to steer traffic: bridge:TESTBED_PREFIX (the testbed's bridge); empty: do not steer")
 	f.StringVar(&tokenFile, "token-file", "", "file with the bearer token for writes (or env CFLOW_TOKEN)")
 	f.BoolVar(&noAuth, "no-auth", false, "accept writes without a token")
@@ -151,28 +182,21 @@ func newAgentCmd() *cobra.Command {
 	return cmd
 }
 
-// agentGrace is how long a stopping agent lets requests in flight finish:
-// a migration (seconds; a post-copy one of a large container, tens of
-// seconds) or an image upload. What still runs then is cut, see
-// docs/security.md#hardening.
-const agentGrace = 60 * time.Second
-
-// enterPrivateFS moves the agent into its private view (package privfs).
-// The directory of its own binary stays visible: containers get it at
-// /opt/cflow/bin and CRIU runs `agent hook` from it, and a test binary
-// lives under /tmp.
-func enterPrivateFS(stateDir string, keep []string) error {
-	if !filepath.IsAbs(stateDir) {
-		return fmt.Errorf("--private-fs needs an absolute --state-dir, got %q", stateDir)
+func parsePeers(flag string, peers []string, tlsOn bool) (map[string]string, error) {
+	out := map[string]string{}
+	for _, p := range peers {
+		name, url, ok := strings.Cut(p, "=")
+		switch {
+		case !ok || name == "" || !strings.HasPrefix(url, "http"):
+			return nil, fmt.Errorf("%s %q: want NAME=http(s)://ADDR:PORT", flag, p)
+		case strings.HasPrefix(url, "https://") && !tlsOn:
+			return nil, fmt.Errorf("%s %q: https needs --tls-dir", flag, p)
+		case tlsOn && !strings.HasPrefix(url, "https://") && flag == "--peer":
+			return nil, fmt.Errorf("%s %q: with --tls-dir peers are https:// (plain peers are --plain-peer)", flag, p)
+		}
+		out[name] = url
 	}
-	if err := privfs.Enter(); err != nil {
-		return err
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	return privfs.Setup(privfs.Config{Private: []string{stateDir}, Keep: append([]string{filepath.Dir(exe)}, keep...)})
+	return out, nil
 }
 
 func loadToken(file string, noAuth bool) (string, error) {
@@ -207,7 +231,7 @@ func (b bridgeSteerer) Steer(_ context.Context, ip netip.Addr, mac net.HardwareA
 //     query parameter, else from env CFLOW_SWITCH_TOKEN_FILE,
 //     CFLOW_SWITCH_TOKEN or CFLOW_TOKEN (the agent's own token); a
 //     controller started with --no-auth needs none.
-func steererFor(arg string) (agent.Steerer, error) {
+func steererFor(arg string, id *pki.Identity) (agent.Steerer, error) {
 	switch {
 	case arg == "":
 		return nil, nil
@@ -217,7 +241,7 @@ func steererFor(arg string) (agent.Steerer, error) {
 			return nil, err
 		}
 		return bridgeSteerer{tb}, nil
-	case strings.HasPrefix(arg, "http://"), strings.HasPrefix(arg, "unix://"):
+	case strings.HasPrefix(arg, "http://"), strings.HasPrefix(arg, "https://"), strings.HasPrefix(arg, "unix://"):
 		base, query, _ := strings.Cut(arg, "?")
 		q, err := url.ParseQuery(query)
 		if err != nil {
@@ -237,8 +261,39 @@ func steererFor(arg string) (agent.Steerer, error) {
 		} else if tok = os.Getenv("CFLOW_SWITCH_TOKEN"); tok == "" {
 			tok = os.Getenv("CFLOW_TOKEN")
 		}
-		c := controller.NewClient(base, controller.ClientOptions{Token: tok, Timeout: 5 * time.Second})
+		o := controller.ClientOptions{Token: tok, Timeout: 5 * time.Second}
+		if strings.HasPrefix(base, "https://") {
+			if id == nil {
+				return nil, fmt.Errorf("--switch %q: https needs --tls-dir", arg)
+			}
+			o.TLS = id.ClientConfig(pki.Controller)
+		}
+		c := controller.NewClient(base, o)
 		return &controller.Steerer{Client: c, RewriteMAC: true}, nil
 	}
-	return nil, fmt.Errorf("--switch %q: want bridge:PREFIX, http://ADDR:PORT[?token_file=PATH] or unix:///PATH", arg)
+	return nil, fmt.Errorf("--switch %q: want bridge:PREFIX, https://ADDR:PORT[?token_file=PATH] (with --tls-dir), http://... or unix:///PATH", arg)
+}
+
+// agentGrace is how long a stopping agent lets requests in flight finish:
+// a migration (seconds; a post-copy one of a large container, tens of
+// seconds) or an image upload. What still runs then is cut, see
+// docs/security.md#hardening.
+const agentGrace = 60 * time.Second
+
+// enterPrivateFS moves the agent into its private view (package privfs).
+// The directory of its own binary stays visible: containers get it at
+// /opt/cflow/bin and CRIU runs `agent hook` from it, and a test binary
+// lives under /tmp.
+func enterPrivateFS(stateDir string, keep []string) error {
+	if !filepath.IsAbs(stateDir) {
+		return fmt.Errorf("--private-fs needs an absolute --state-dir, got %q", stateDir)
+	}
+	if err := privfs.Enter(); err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return privfs.Setup(privfs.Config{Private: []string{stateDir}, Keep: append([]string{filepath.Dir(exe)}, keep...)})
 }

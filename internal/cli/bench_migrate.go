@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/containerflow/containerflow/internal/agent"
 	"github.com/containerflow/containerflow/internal/bench/migratebench"
 	"github.com/containerflow/containerflow/internal/testbed"
 )
@@ -17,6 +18,7 @@ func newBenchMigrateCmd(g *globals) *cobra.Command {
 		o          migratebench.Options
 		jsonPath   string
 		clientLink string
+		tlsMode    string
 	)
 	cmd := &cobra.Command{
 		Use:   "migrate",
@@ -72,6 +74,13 @@ afterwards.`,
 				}
 				f.Close()
 			}
+			switch tlsMode {
+			case "on":
+			case "off":
+				o.Request.Transport = agent.TransportPlain
+			default:
+				return fmt.Errorf("--tls %q: on or off", tlsMode)
+			}
 			res, err := migratebench.Run(cmd.Context(), o)
 			if res != nil {
 				res.Print(cmd.OutOrStdout())
@@ -98,6 +107,8 @@ afterwards.`,
 	f.BoolVar(&o.ComparePriority, "compare-priority", false, "alternate migrations with and without raised CPU priority for CRIU, and report both")
 	f.BoolVar(&o.Image, "image", false, "also run each container from an image holding the workload (built from the cflow binary, which must be static), migrations interleaved; reports image/host-root downtime and the image pre-staging time apart")
 	f.StringVar(&o.Request.Engine, "engine", "direct", "checkpoint/restore engine: direct (CRIU over its RPC) or runc")
+	f.BoolVar(&o.CompareTLS, "compare-tls", false, "alternate migrations over the agents' mutual TLS and over plain HTTP (the testbed runs --insecure), and report downtime and image stream throughput of both")
+	f.StringVar(&tlsMode, "tls", "on", "transport between the agents: on (mutual TLS) or off (plain HTTP; the testbed runs --insecure)")
 	f.BoolVar(&o.Compare, "compare", false, "run both engines side by side, migrations interleaved (ignores --engine)")
 	f.IntSliceVar(&o.MemoryMiB, "memory-mib", nil, "touched memory per container, one round per size (e.g. 10,128,512)")
 	f.StringSliceVar(&o.Modes, "mode", []string{"auto"}, "migration modes, one round each: auto, stop-and-copy, post-copy (e.g. stop-and-copy,post-copy)")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerflow/containerflow/internal/agent"
 	"github.com/containerflow/containerflow/internal/migration"
+	"github.com/containerflow/containerflow/internal/pki"
 	"github.com/containerflow/containerflow/internal/testbed"
 )
 
@@ -27,6 +28,21 @@ func agents(g *globals) (map[string]*agent.Client, error) {
 		return nil, fmt.Errorf("%w (was the testbed started with agents? `cflow testbed up` starts them)", err)
 	}
 	out := map[string]*agent.Client{}
+	if g.tls {
+		if !tb.TLS {
+			return nil, fmt.Errorf("--tls: testbed %s runs its agents without TLS", tb.Prefix)
+		}
+		id, err := tb.Identity(pki.CLI)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range testbed.Hosts {
+			if out[h], err = agentTLSClient(tb, h, id); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
 	for _, h := range testbed.Hosts {
 		out[h] = agent.NewClient("unix://"+tb.AgentSocket(h), agent.ClientOptions{Token: tok})
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerflow/containerflow/internal/agent"
 	"github.com/containerflow/containerflow/internal/controller"
+	"github.com/containerflow/containerflow/internal/pki"
 	"github.com/containerflow/containerflow/internal/testbed"
 )
 
@@ -60,7 +61,17 @@ func releaseStale(ctx context.Context, g *globals, name string, notFound error) 
 	if err != nil || tb.Switch != testbed.SwitchEBPF {
 		return "", notFound
 	}
-	rec, err := tb.ControllerClient().Release(ctx, name, "")
+	ctl := tb.ControllerClient()
+	if g.tls && tb.TLS {
+		id, err := tb.Identity(pki.CLI)
+		if err != nil {
+			return "", err
+		}
+		if ctl, err = tb.ControllerTLSClient(id); err != nil {
+			return "", err
+		}
+	}
+	rec, err := ctl.Release(ctx, name, "")
 	if errors.Is(err, controller.ErrNotFound) {
 		return "", notFound
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/containerflow/containerflow/internal/controller"
 	"github.com/containerflow/containerflow/internal/dataplane"
 	"github.com/containerflow/containerflow/internal/httpserve"
+	"github.com/containerflow/containerflow/internal/pki"
 )
 
 // bpffsRoot is where the switch pins its data plane by default.
@@ -74,12 +76,16 @@ func newSwitchServeCmd() *cobra.Command {
 		tokenFile string
 		noAuth    bool
 		fsync     bool
+		tlsDir    string
+		insecure  bool
+		plainL    string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Load (or take over) the switch data plane, attach its ports and serve the controller API",
-		Example: `  cflow switch serve --config switch.yaml --token-file /etc/cflow/token
-  cflow switch serve --port 1=sw-hostA:hostA --port 2=sw-hostB:hostB --no-auth --listen 127.0.0.1:5000`,
+		Example: `  cflow switch serve --config switch.yaml --token-file /etc/cflow/token --tls-dir /etc/containerflow/pki --listen :5443
+  cflow switch serve --config switch.yaml --token-file /etc/cflow/token --tls-dir /etc/containerflow/pki --listen :5443 --insecure --insecure-listen :5000
+  cflow switch serve --port 1=sw-hostA:hostA --port 2=sw-hostB:hostB --no-auth --insecure --listen 127.0.0.1:5000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := &controller.Config{}
@@ -116,6 +122,17 @@ func newSwitchServeCmd() *cobra.Command {
 			if listen == "" && socket == "" {
 				return errors.New("give --listen ADDR:PORT and/or --socket PATH")
 			}
+			var id *pki.Identity
+			if tlsDir != "" {
+				if id, err = pki.Load(tlsDir, pki.Controller); err != nil {
+					return fmt.Errorf("--tls-dir: %w", err)
+				}
+			} else if listen != "" && !insecure {
+				return errors.New("--listen without --tls-dir serves plain HTTP: give --tls-dir DIR (see cflow certs), or --insecure explicitly")
+			}
+			if plainL != "" && (!insecure || id == nil) {
+				return errors.New("--insecure-listen needs --insecure and --tls-dir")
+			}
 			ctl, err := controller.New(controller.Options{Config: cfg, PinPath: pin, Netns: sf.netnsPath(),
 				Attach: mode, StatePath: statePath, Fsync: fsync, Token: tok, NoAuth: noAuth, Logger: slog.Default()})
 			if err != nil {
@@ -126,9 +143,17 @@ func newSwitchServeCmd() *cobra.Command {
 					slog.Error("close controller", "err", err)
 				}
 			}()
+			var tcfg *tls.Config
+			if id != nil {
+				tcfg = id.ServerConfig()
+			}
+			var seed http.Handler
+			if plainL != "" {
+				seed = ctl.SeedHandler()
+			}
 			// Beside the state file: several controllers share its directory.
 			auditPath := strings.TrimSuffix(statePath, filepath.Ext(statePath)) + ".audit.log"
-			return serveHTTP(cmd.Context(), ctl.Handler(), listen, socket, auditPath, "switch controller")
+			return serveHTTP(cmd.Context(), ctl.Handler(), listen, socket, auditPath, "switch controller", tcfg, seed, plainL)
 		},
 	}
 	sf.register(cmd)
@@ -141,6 +166,9 @@ func newSwitchServeCmd() *cobra.Command {
 	f.StringVar(&attach, "attach", "auto", "attachment: auto (TCX, else tc), tcx or tc")
 	f.StringVar(&tokenFile, "token-file", "", "file with the bearer token writes need (or env CFLOW_TOKEN)")
 	f.BoolVar(&noAuth, "no-auth", false, "accept writes without a token (needed by the seed's scripts, which send none)")
+	f.StringVar(&tlsDir, "tls-dir", "", "PKI directory (cflow certs) with ca.pem, controller.pem, controller-key.pem: --listen serves mutual TLS 1.3")
+	f.BoolVar(&insecure, "insecure", false, "allow plain HTTP on TCP: --listen without --tls-dir (the whole API), or --insecure-listen")
+	f.StringVar(&plainL, "insecure-listen", "", "with --insecure and --tls-dir: a plain-HTTP listener serving only the seed's endpoints, for the seed's scripts (e.g. :5000)")
 	f.BoolVar(&fsync, "fsync", false, "fsync the state file on every write (default: within 100 ms; a controller crash loses nothing either way)")
 	return cmd
 }
@@ -157,9 +185,10 @@ func parseAttach(s string) (dataplane.AttachMode, error) {
 	return 0, fmt.Errorf("--attach %q: want auto, tcx or tc", s)
 }
 
-// serveHTTP serves h on a TCP address and/or a unix socket until ctx ends,
-// recording its writes in the audit log at auditPath.
-func serveHTTP(ctx context.Context, h http.Handler, listen, socket, auditPath, what string) error {
+// serveHTTP serves h on a TCP address (over TLS with tcfg) and/or a unix
+// socket, and plain on plainListen, until ctx ends, recording writes in
+// the audit log at auditPath.
+func serveHTTP(ctx context.Context, h http.Handler, listen, socket, auditPath, what string, tcfg *tls.Config, plain http.Handler, plainListen string) error {
 	al, err := audit.Open(auditPath, 0)
 	if err != nil {
 		return err
@@ -176,7 +205,22 @@ func serveHTTP(ctx context.Context, h http.Handler, listen, socket, auditPath, w
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", listen, err)
 		}
+		if tcfg != nil {
+			l = tls.NewListener(l, tcfg)
+		}
 		ls = append(ls, l)
+	}
+	if plainListen != "" {
+		l, err := net.Listen("tcp", plainListen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", plainListen, err)
+		}
+		// Its own server: the plain port serves the seed's endpoints only.
+		go func() {
+			if err := httpserve.Serve(ctx, httpserve.New(al.Handler(plain)), 10*time.Second, what+" (plain seed endpoints)", l); err != nil {
+				slog.Warn(what+" plain listener", "err", err)
+			}
+		}()
 	}
 	if socket != "" {
 		_ = os.Remove(socket)
@@ -190,7 +234,7 @@ func serveHTTP(ctx context.Context, h http.Handler, listen, socket, auditPath, w
 		_ = os.Chmod(socket, 0o600)
 		ls = append(ls, l)
 	}
-	slog.Info(what+" serving", "listen", listen, "socket", socket, "audit", al.Path())
+	slog.Info(what+" serving", "listen", listen, "tls", tcfg != nil, "insecure_listen", plainListen, "socket", socket, "audit", al.Path())
 	// Every switch write takes milliseconds: 10 s is for a large batch.
 	return httpserve.Serve(ctx, httpserve.New(al.Handler(h)), 10*time.Second, what, ls...)
 }

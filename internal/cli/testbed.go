@@ -173,6 +173,7 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 		noAgents   bool
 		noAuth     bool
 		privateFS  bool
+		insecure   bool
 		switchKind string
 	)
 	cmd := &cobra.Command{
@@ -180,7 +181,7 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 		Short: "Create the testbed, start the switch controller (eBPF switch) and one agent per host",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth, PrivateFS: privateFS}
+			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth, PrivateFS: privateFS, Insecure: insecure}
 			if !noAgents {
 				exe, err := os.Executable()
 				if err != nil {
@@ -202,13 +203,18 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 				} else {
 					fmt.Fprintf(cmd.OutOrStdout(), "bearer token of the controller and the agents: %s\n", tb.TokenFile())
 				}
+				fmt.Fprintf(cmd.OutOrStdout(), "mutual TLS between the agents and to the controller (%s); certificates in %s\n", testbed.ControllerTLSURL(), tb.PKIDir())
+				if tb.Insecure {
+					fmt.Fprintf(cmd.OutOrStdout(), "insecure: the seed's endpoints also on plain %s, the agents on plain port %d\n", testbed.ControllerURL(), testbed.AgentPlainPort)
+				}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&noAgents, "no-agents", false, "do not start the switch controller and the host agents")
-	cmd.Flags().BoolVar(&noAuth, "no-auth", false, "start the controller and the agents without a bearer token (the seed's scripts send none); anyone on the management network can then write")
-	cmd.Flags().StringVar(&switchKind, "switch", testbed.SwitchEBPF, "data-plane switch: ebpf (eBPF switch with its controller on "+testbed.ControllerURL()+") or bridge (Linux bridge)")
+	cmd.Flags().BoolVar(&noAuth, "no-auth", false, "start the controller and the agents without a bearer token (the seed's scripts send none; implies --insecure); anyone on the management network can then write through the plain listeners")
+	cmd.Flags().BoolVar(&insecure, "insecure", false, "keep plain HTTP next to mutual TLS: the controller's seed endpoints on "+testbed.ControllerURL()+" (the seed's scripts), the agents on plain port 7071 (bench --compare-tls)")
+	cmd.Flags().StringVar(&switchKind, "switch", testbed.SwitchEBPF, "data-plane switch: ebpf (eBPF switch with its controller on "+testbed.ControllerTLSURL()+") or bridge (Linux bridge)")
 	cmd.Flags().BoolVar(&privateFS, "private-fs", false, "run each agent in a mount namespace of its own with private /tmp, /var/tmp, /dev/shm, /run/netns and state directory, as on hosts that share no filesystem (docs/testbed.md)")
 	return cmd
 }

@@ -163,6 +163,9 @@ func (c *Controller) postBatch(r *http.Request) (int, any, error) {
 	if len(b.Ops) == 0 {
 		return 0, nil, errField(ErrInvalid, "ops", "empty")
 	}
+	if err := c.checkSteer(r, b.Ops); err != nil {
+		return 0, nil, err
+	}
 	if err := c.Apply(b.Ops, true); err != nil {
 		return 0, nil, err
 	}

@@ -3,6 +3,7 @@ package controller
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/containerflow/containerflow/internal/nsrun"
 )
 
 // Client talks to a controller. Base URLs are http://HOST:PORT or
@@ -31,18 +34,32 @@ type ClientOptions struct {
 	// HTTPClient, when set, is used as is (for a base http://...), e.g.
 	// with a transport that dials from inside a network namespace.
 	HTTPClient *http.Client
+	// TLS is the client's configuration for https:// base URLs (mutual
+	// TLS: see pki.Identity.ClientConfig).
+	TLS *tls.Config
+	// Netns, when set, makes TCP connections from inside that network
+	// namespace.
+	Netns string
 }
 
 // NewClient returns a client for the controller at base.
 func NewClient(base string, o ClientOptions) *Client {
 	d := &net.Dialer{Timeout: 3 * time.Second}
-	tr := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 60 * time.Second, DialContext: d.DialContext}
+	tr := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 60 * time.Second, DialContext: d.DialContext, TLSClientConfig: o.TLS}
 	url := strings.TrimRight(base, "/")
 	if path, ok := strings.CutPrefix(base, "unix://"); ok {
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return d.DialContext(ctx, "unix", path)
 		}
 		url = "http://switch"
+	} else if o.Netns != "" {
+		tr.DialContext = func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = nsrun.Do(o.Netns, func() error {
+				c, err = d.DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		}
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second

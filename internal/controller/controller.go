@@ -30,6 +30,9 @@ type Options struct {
 	// must be set explicitly when Token is empty.
 	Token  string
 	NoAuth bool
+	// Operators are the TLS identities that may do every write (default:
+	// cli); others are agents, limited to their own host (identity.go).
+	Operators []string
 	// Logger receives the controller's and the data plane's events.
 	Logger *slog.Logger
 }
@@ -44,9 +47,11 @@ type Controller struct {
 	store   *store
 	token   string
 	noAuth  bool
-	started time.Time
-	metrics *apiMetrics
-	names   *registry // container names and addresses (registry.go); its own lock
+	// operators: see Options.Operators.
+	operators []string
+	started   time.Time
+	metrics   *apiMetrics
+	names     *registry // container names and addresses (registry.go); its own lock
 
 	mu       sync.Mutex // serialises writes; guards state and problems
 	state    *State
@@ -81,7 +86,7 @@ func New(opts Options) (*Controller, error) {
 	}
 
 	c := &Controller{log: log, cfg: cfg, ports: pt, initial: initial, token: opts.Token,
-		noAuth: opts.NoAuth, started: time.Now(), metrics: newAPIMetrics()}
+		noAuth: opts.NoAuth, operators: opts.Operators, started: time.Now(), metrics: newAPIMetrics()}
 	if c.store, err = openStore(opts.StatePath, opts.Fsync, log); err != nil {
 		return nil, err
 	}

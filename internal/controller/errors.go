@@ -26,6 +26,9 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrTooLarge: a request body past maxBody.
 	ErrTooLarge = errors.New("request body too large")
+	// ErrForbidden: a caller with a valid certificate whose identity may
+	// not do this (an agent acting for another host).
+	ErrForbidden = errors.New("forbidden")
 )
 
 // fieldError is an input error that names the offending field, so that API
@@ -69,6 +72,8 @@ func StatusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, ErrTableFull), errors.Is(err, dataplane.ErrTableFull):
 		return http.StatusInsufficientStorage
 	case errors.Is(err, ErrConflict), errors.Is(err, dataplane.ErrPortInUse):

@@ -70,6 +70,22 @@ func (c *Controller) Handler() http.Handler {
 	return mux
 }
 
+// SeedHandler is what the plain-HTTP listener of a controller that
+// otherwise speaks TLS serves with --insecure: the seed's endpoints (its
+// scripts speak plain HTTP) and the health check, nothing of /v1's writes.
+func (c *Controller) SeedHandler() http.Handler {
+	full := c.Handler()
+	seed := map[string]bool{"/updateForward": true, "/migrateNode": true, "/addForward": true,
+		"/deleteClientSnat": true, "/cleanup": true, "/reinitialize": true, "/v1/health": true}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !seed[r.URL.Path] {
+			writeJSON(w, http.StatusForbidden, ErrorBody{Error: "this plain-HTTP listener (--insecure) serves only the seed's endpoints; use the TLS listener"})
+			return
+		}
+		full.ServeHTTP(w, r)
+	})
+}
+
 func (c *Controller) read(h handlerFunc) http.Handler { return c.serve(h, false) }
 
 func (c *Controller) write(h handlerFunc) http.Handler { return c.serve(h, true) }
@@ -84,6 +100,9 @@ func (c *Controller) serve(h handlerFunc, write bool) http.Handler {
 		)
 		if write {
 			err = c.authorize(r)
+			if err == nil {
+				r, err = c.admit(r)
+			}
 		}
 		if err == nil {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)

@@ -384,6 +384,9 @@ func (c *Controller) nameRoutes(mux *http.ServeMux) {
 		if err := decode(r, &req, true); err != nil {
 			return 0, nil, err
 		}
+		if err := checkAgentHost(r, req.Host); err != nil {
+			return 0, nil, err
+		}
 		rec, created, err := c.Reserve(req)
 		if err != nil {
 			return 0, nil, err
@@ -402,11 +405,21 @@ func (c *Controller) nameRoutes(mux *http.ServeMux) {
 			return 0, nil, errField(ErrInvalid, "name", "%q differs from the path's %q", req.Name, r.PathValue("name"))
 		}
 		req.Name = r.PathValue("name")
+		if err := c.checkClaim(r, req); err != nil {
+			return 0, nil, err
+		}
 		rec, err := c.Claim(req)
 		return http.StatusOK, rec, err
 	}))
 	mux.Handle("DELETE /v1/names/{name}", c.write(func(r *http.Request) (int, any, error) {
-		rec, err := c.Release(r.PathValue("name"), r.URL.Query().Get("host"))
+		host := r.URL.Query().Get("host")
+		if who := agentIdentity(r); who != "" && host == "" {
+			return 0, nil, errField(ErrForbidden, "host", "%s must name its own host (?host=%s) to release a name", who, who)
+		}
+		if err := checkAgentHost(r, host); err != nil {
+			return 0, nil, err
+		}
+		rec, err := c.Release(r.PathValue("name"), host)
 		return http.StatusOK, rec, err
 	}))
 }

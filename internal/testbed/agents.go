@@ -20,13 +20,30 @@ import (
 	"github.com/containerflow/containerflow/internal/nsrun"
 )
 
-// AgentPort is where host agents listen on the management network.
+// AgentPort is where host agents listen on the management network (mutual
+// TLS when the testbed starts them).
 const AgentPort = 7070
 
-// AgentURL is a host agent's address on the management network.
+// AgentPlainPort is the agents' plain-HTTP listener of an insecure testbed.
+const AgentPlainPort = 7071
+
+// AgentURL is a host agent's address on the management network, plain
+// HTTP (agents run without certificates, as the agent package's tests do).
 func AgentURL(host string) string {
 	s, _ := Spec(host)
 	return fmt.Sprintf("http://%s:%d", s.MgmtIP, AgentPort)
+}
+
+// AgentTLSURL is the mutual-TLS address of a host agent the testbed started.
+func AgentTLSURL(host string) string {
+	s, _ := Spec(host)
+	return fmt.Sprintf("https://%s:%d", s.MgmtIP, AgentPort)
+}
+
+// AgentPlainURL is the plain listener of an insecure testbed's agent.
+func AgentPlainURL(host string) string {
+	s, _ := Spec(host)
+	return fmt.Sprintf("http://%s:%d", s.MgmtIP, AgentPlainPort)
 }
 
 // HostDir is a host's state directory (agent socket, log, containers).
@@ -65,6 +82,11 @@ func (tb *Testbed) StartAgents(bin string) error {
 	if err := tb.ensureToken(); err != nil {
 		return err
 	}
+	if tb.TLS {
+		if err := tb.ensurePKI(); err != nil {
+			return err
+		}
+	}
 	steer := tb.steerArg()
 	for _, h := range Hosts {
 		if err := tb.startAgent(bin, h, steer); err != nil {
@@ -83,7 +105,7 @@ func (tb *Testbed) StartAgents(bin string) error {
 func (tb *Testbed) steerArg() string {
 	steer := "bridge:" + tb.Prefix
 	if tb.Switch == SwitchEBPF && tb.controllerRunning() {
-		steer = ControllerURL()
+		steer = tb.ControllerAPIURL()
 		if !tb.NoAuth {
 			steer += "?token_file=" + tb.TokenFile()
 		}
@@ -94,21 +116,36 @@ func (tb *Testbed) steerArg() string {
 // startAgent starts host h's agent without waiting for it.
 func (tb *Testbed) startAgent(bin, h, steer string) error {
 	dir := tb.HostDir(h)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	args := []string{"agent", "serve", "--name", h,
-		"--listen", strings.TrimPrefix(AgentURL(h), "http://"), "--socket", tb.AgentSocket(h),
+	args := []string{"agent", "serve", "--name", h, "--socket", tb.AgentSocket(h),
 		"--state-dir", dir, "--uplink", UplinkIf, "--netns-prefix", tb.ContainerNetnsPrefix(h),
 		"--switch", steer}
 	args = append(args, tb.authArgs()...)
 	args = append(args, tb.privateFSArgs(h, steer)...)
+	if tb.TLS {
+		args = append(args, "--tls-dir", tb.PKIDir(), "--listen", strings.TrimPrefix(AgentTLSURL(h), "https://"))
+		if tb.Insecure {
+			args = append(args, "--insecure", "--insecure-listen", strings.TrimPrefix(AgentPlainURL(h), "http://"))
+		}
+	} else {
+		args = append(args, "--insecure", "--listen", strings.TrimPrefix(AgentURL(h), "http://"))
+	}
 	for _, p := range Hosts {
-		if p != h {
+		if p == h {
+			continue
+		}
+		if tb.TLS {
+			args = append(args, "--peer", p+"="+AgentTLSURL(p))
+			if tb.Insecure {
+				args = append(args, "--plain-peer", p+"="+AgentPlainURL(p))
+			}
+		} else {
 			args = append(args, "--peer", p+"="+AgentURL(p))
 		}
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}

@@ -29,9 +29,13 @@ const (
 	SwitchBridge = "bridge"
 )
 
-// ControllerPort is where the switch controller listens on the management
-// network (the seed's controller port).
+// ControllerPort is the seed's controller port: the testbed's controller
+// serves plain HTTP there only when insecure (the seed's endpoints, for the
+// seed's scripts) or when started without TLS (tests, --no-agents).
 const ControllerPort = 5000
+
+// ControllerTLSPort is where the controller serves mutual TLS.
+const ControllerTLSPort = 5443
 
 // bpffsRoot is the bpffs mount the testbed pins its switch under.
 const bpffsRoot = "/sys/fs/bpf"
@@ -39,6 +43,19 @@ const bpffsRoot = "/sys/fs/bpf"
 // ControllerURL is the switch controller's address on the management
 // network, as agents reach it.
 func ControllerURL() string { return fmt.Sprintf("http://%s:%d", SwitchMgmtIP, ControllerPort) }
+
+// ControllerTLSURL is the controller's mutual-TLS address.
+func ControllerTLSURL() string {
+	return fmt.Sprintf("https://%s:%d", SwitchMgmtIP, ControllerTLSPort)
+}
+
+// ControllerAPIURL is where agents reach this testbed's controller.
+func (tb *Testbed) ControllerAPIURL() string {
+	if tb.TLS {
+		return ControllerTLSURL()
+	}
+	return ControllerURL()
+}
 
 func pinPath(prefix string) string {
 	return filepath.Join(bpffsRoot, "containerflow", "testbed-"+prefix)
@@ -121,7 +138,7 @@ func (tb *Testbed) StartController(bin string) error {
 		return err
 	}
 	dir := tb.SwitchDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	cfgYAML, err := yaml.Marshal(ControllerConfig())
@@ -133,14 +150,26 @@ func (tb *Testbed) StartController(bin string) error {
 		return err
 	}
 	logPath := filepath.Join(dir, "controller.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(bin, "switch", "serve", "--name", "testbed-"+tb.Prefix, "--config", cfgPath,
-		"--pin-path", tb.PinPath(), "--state", filepath.Join(dir, "state.db"),
-		"--listen", strings.TrimPrefix(ControllerURL(), "http://"), "--socket", tb.ControllerSocket())
+		"--pin-path", tb.PinPath(), "--state", filepath.Join(dir, "state.db"), "--socket", tb.ControllerSocket())
 	cmd.Args = append(cmd.Args, tb.authArgs()...)
+	plain := strings.TrimPrefix(ControllerURL(), "http://")
+	switch {
+	case tb.TLS:
+		if err := tb.ensurePKI(); err != nil {
+			return err
+		}
+		cmd.Args = append(cmd.Args, "--tls-dir", tb.PKIDir(), "--listen", strings.TrimPrefix(ControllerTLSURL(), "https://"))
+		if tb.Insecure {
+			cmd.Args = append(cmd.Args, "--insecure", "--insecure-listen", plain)
+		}
+	default:
+		cmd.Args = append(cmd.Args, "--insecure", "--listen", plain)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = nsrun.Start(tb.mustNetns(Switch), cmd)

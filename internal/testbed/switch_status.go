@@ -44,7 +44,7 @@ func (tb *Testbed) switchStatus() SwitchStatus {
 		names[n.Port] = n.Name
 	}
 	if tb.controllerRunning() {
-		ss.Controller = ControllerURL()
+		ss.Controller = tb.ControllerAPIURL()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		c := tb.ControllerClient()

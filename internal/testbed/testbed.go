@@ -43,6 +43,11 @@ type Config struct {
 	// private /tmp, /var/tmp, /dev/shm, /run/netns and state directory,
 	// as on hosts that share no filesystem (privfs.go).
 	PrivateFS bool
+	// Insecure keeps plain HTTP next to mutual TLS: the controller serves
+	// the seed's endpoints on ControllerURL (for the seed's scripts) and
+	// each agent a plain listener on AgentPlainPort (migrations with
+	// transport plain, for comparisons). NoAuth implies it.
+	Insecure bool
 }
 
 // Testbed is a handle on a built testbed. It holds no open resources, so it
@@ -56,6 +61,11 @@ type Testbed struct {
 	NoAuth bool `json:"no_auth,omitempty"`
 	// PrivateFS: each agent has a filesystem view of its own.
 	PrivateFS bool `json:"private_fs,omitempty"`
+	// TLS: the controller and the agents speak mutual TLS on the
+	// management network, with certificates under PKIDir.
+	TLS bool `json:"tls,omitempty"`
+	// Insecure: see Config.Insecure.
+	Insecure bool `json:"insecure,omitempty"`
 }
 
 // crashAfterStep makes Up stop after that many steps without cleaning up,
@@ -87,8 +97,10 @@ func Up(cfg Config) (tb *Testbed, err error) {
 		return nil, fmt.Errorf("testbed %q %w (namespaces %s); run `cflow testbed down --prefix %s` first",
 			cfg.Prefix, ErrExists, strings.Join(left, ", "), cfg.Prefix)
 	}
-	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC(), Switch: cfg.Switch, NoAuth: cfg.NoAuth, PrivateFS: cfg.PrivateFS}
-	if err := os.MkdirAll(tb.Dir(), 0o755); err != nil {
+	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC(), Switch: cfg.Switch, NoAuth: cfg.NoAuth, PrivateFS: cfg.PrivateFS,
+		TLS: cfg.AgentBinary != "", Insecure: cfg.Insecure || cfg.NoAuth}
+	// Root-only: it holds the token, the CA key and the agents' state.
+	if err := os.MkdirAll(tb.Dir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", tb.Dir(), err)
 	}
 	defer func() {
@@ -111,6 +123,7 @@ func Up(cfg Config) (tb *Testbed, err error) {
 	}
 	steps = append(steps, tb.saveState)
 	if cfg.AgentBinary != "" {
+		steps = append(steps, tb.ensurePKI)
 		if tb.Switch == SwitchEBPF {
 			// Before the agents, which steer through it.
 			steps = append(steps, func() error { return tb.StartController(cfg.AgentBinary) })

@@ -54,6 +54,10 @@ type Options struct {
 	// ComparePriority alternates migrations with and without raised CPU
 	// priority for CRIU (agent.MigrationNice), and reports both.
 	ComparePriority bool
+	// CompareTLS alternates migrations between the agents' mutual-TLS
+	// listeners and their plain ones (the testbed runs insecure for it),
+	// and reports the downtime and the image stream's throughput of both.
+	CompareTLS bool
 	// Compare runs the direct and the runc engine on two identical
 	// containers, their migrations interleaved.
 	Compare bool
@@ -141,7 +145,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		_, _ = rand.Read(b)
 		o.Prefix = "bm" + hex.EncodeToString(b)
 	}
-	tb, err := testbed.Up(testbed.Config{Prefix: o.Prefix, AgentBinary: o.Binary})
+	insecure := o.CompareTLS || o.Request.Transport == agent.TransportPlain
+	tb, err := testbed.Up(testbed.Config{Prefix: o.Prefix, AgentBinary: o.Binary, Insecure: insecure})
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ type PerMigration struct {
 	Error       string           `json:"error,omitempty"`
 	Handoff     bool             `json:"handoff"`
 	Priority    bool             `json:"priority"`
+	TLS         bool             `json:"tls"`
 	DowntimeMs  float64          `json:"downtime_ms"`
 	EchoGapMs   float64          `json:"echo_gap_ms"`
 	StreamGapMs float64          `json:"stream_gap_ms"`
@@ -78,10 +79,17 @@ type Row struct {
 	DowntimeNoHandoffMs *metrics.Dist `json:"downtime_without_handoff_ms,omitempty"`
 	// With ComparePriority: the downtime with and without raised CPU
 	// priority for CRIU.
-	DowntimePriorityMs   *metrics.Dist               `json:"downtime_with_priority_ms,omitempty"`
-	DowntimeNoPriorityMs *metrics.Dist               `json:"downtime_without_priority_ms,omitempty"`
-	PhaseMs              map[string]metrics.MeanSDOf `json:"phase_ms"`
-	CheckpointBytes      metrics.Dist                `json:"checkpoint_size_bytes"`
+	DowntimePriorityMs   *metrics.Dist `json:"downtime_with_priority_ms,omitempty"`
+	DowntimeNoPriorityMs *metrics.Dist `json:"downtime_without_priority_ms,omitempty"`
+	// With CompareTLS: downtime and image stream throughput (MB/s: the
+	// stream's wire bytes over its transfer phase) over mutual TLS and
+	// over plain HTTP.
+	DowntimeTLSMs       *metrics.Dist               `json:"downtime_tls_ms,omitempty"`
+	DowntimePlainMs     *metrics.Dist               `json:"downtime_plain_ms,omitempty"`
+	ThroughputTLSMBps   *metrics.Dist               `json:"transfer_mbps_tls,omitempty"`
+	ThroughputPlainMBps *metrics.Dist               `json:"transfer_mbps_plain,omitempty"`
+	PhaseMs             map[string]metrics.MeanSDOf `json:"phase_ms"`
+	CheckpointBytes     metrics.Dist                `json:"checkpoint_size_bytes"`
 	// ImageStageMs: each migration that had to send the image first (to a
 	// host without it), the time that took, outside the downtime.
 	ImageStageMs    []float64      `json:"image_stage_ms,omitempty"`
@@ -111,6 +119,25 @@ func (row *Row) setReadyOverReference() {
 }
 
 // pair summarizes the two halves of an A/B comparison.
+func over(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// throughput is a migration's image stream rate in MB/s.
+func throughput(rec migration.Record) float64 {
+	b := rec.TransferWireB
+	if b == 0 {
+		b = rec.CheckpointB
+	}
+	if rec.TransferMs <= 0 {
+		return 0
+	}
+	return float64(b) / 1e6 / (rec.TransferMs / 1000)
+}
+
 func pair(with, without []float64) (*metrics.Dist, *metrics.Dist) {
 	a, b := metrics.Summarize(with), metrics.Summarize(without)
 	return &a, &b
@@ -253,6 +280,16 @@ func (r *Result) Print(w io.Writer) {
 			fmt.Fprintf(w, "%s %d MiB downtime p50/p99: CRIU priority raised %.1f/%.1f (n=%d), ordinary %.1f/%.1f (n=%d)\n", row.Engine, row.MemoryMiB,
 				row.DowntimePriorityMs.P50, row.DowntimePriorityMs.P99, row.DowntimePriorityMs.N,
 				row.DowntimeNoPriorityMs.P50, row.DowntimeNoPriorityMs.P99, row.DowntimeNoPriorityMs.N)
+		}
+	}
+	for _, row := range r.Rows {
+		if row.DowntimeTLSMs != nil {
+			t, p := row.DowntimeTLSMs, row.DowntimePlainMs
+			fmt.Fprintf(w, "%s %d MiB downtime p50/p99: TLS %.1f/%.1f (n=%d), plain %.1f/%.1f (n=%d), TLS/plain p50 %.3f\n", row.Engine, row.MemoryMiB,
+				t.P50, t.P99, t.N, p.P50, p.P99, p.N, over(t.P50, p.P50))
+			t, p = row.ThroughputTLSMBps, row.ThroughputPlainMBps
+			fmt.Fprintf(w, "%s %d MiB image stream MB/s p50 (mean): TLS %.1f (%.1f), plain %.1f (%.1f), TLS/plain p50 %.3f\n", row.Engine, row.MemoryMiB,
+				t.P50, t.Mean, p.P50, p.Mean, over(t.P50, p.P50))
 		}
 	}
 	phases := []string{"prepare", "freeze", "checkpoint", "transfer", "restore", "switch", "resume", "total"}

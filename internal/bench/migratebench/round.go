@@ -165,11 +165,14 @@ func (r *round) migrate(ctx context.Context, c *container, n int) error {
 	if o.ComparePriority {
 		req.NoPriority = half
 	}
+	if o.CompareTLS && half {
+		req.Transport = agent.TransportPlain
+	}
 	ev := event{start: time.Now()}
 	res, err := r.clients[c.where].Migrate(ctx, c.name, req)
 	ev.end = time.Now()
 	pm := &PerMigration{N: n, Container: c.name, Engine: c.engine, MemoryMiB: c.mib, From: c.where, To: to,
-		Handoff: !req.NoHandoff, Priority: !req.NoPriority}
+		Handoff: !req.NoHandoff, Priority: !req.NoPriority, TLS: req.Transport != agent.TransportPlain}
 	if res != nil {
 		pm.Record = res.Record
 		pm.Status = res.Record.Status
@@ -264,6 +267,7 @@ func (r *round) measure(c *container) Row {
 	row := Row{Engine: c.engine, MemoryMiB: c.mib, Mode: r.mode, MemoryVerified: c.verified, Image: c.image != "", Workload: c.workload}
 	var down, echo, srv, ready, total, refs, refDown, ckpt []float64
 	var downHO, downNoHO, downPrio, downNoPrio []float64
+	var downTLS, downPlain, tputTLS, tputPlain []float64
 	phases := map[string][]float64{}
 	for i, ev := range c.events {
 		to := ev.end.Add(r.o.Settle)
@@ -310,6 +314,11 @@ func (r *round) measure(c *container) Row {
 			downPrio = append(downPrio, pm.DowntimeMs)
 		} else {
 			downNoPrio = append(downNoPrio, pm.DowntimeMs)
+		}
+		if pm.TLS {
+			downTLS, tputTLS = append(downTLS, pm.DowntimeMs), append(tputTLS, throughput(pm.Record))
+		} else {
+			downPlain, tputPlain = append(downPlain, pm.DowntimeMs), append(tputPlain, throughput(pm.Record))
 		}
 		echo, srv = append(echo, pm.EchoGapMs), append(srv, pm.StreamGapMs)
 		rec := pm.Record
@@ -359,6 +368,10 @@ func (r *round) measure(c *container) Row {
 	}
 	if r.o.ComparePriority {
 		row.DowntimePriorityMs, row.DowntimeNoPriorityMs = pair(downPrio, downNoPrio)
+	}
+	if r.o.CompareTLS {
+		row.DowntimeTLSMs, row.DowntimePlainMs = pair(downTLS, downPlain)
+		row.ThroughputTLSMBps, row.ThroughputPlainMBps = pair(tputTLS, tputPlain)
 	}
 	return row
 }
