@@ -46,7 +46,7 @@ func TestAgentServeHardening(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	state := filepath.Join(dir, "state")
-	cmd := exec.Command(os.Args[0], "agent", "serve", "--name", "hz", "--listen", addr, "--state-dir", state,
+	cmd := exec.Command(os.Args[0], "agent", "serve", "--name", "hz", "--insecure", "--listen", addr, "--state-dir", state,
 		"--images-dir", filepath.Join(dir, "ckpt"), "--netns-prefix", "cfhz-", "--no-auth", "--uplink", "lo")
 	cmd.Env = append(os.Environ(), "CFLOW_TEST_AS_CLI=1")
 	var logs bytes.Buffer
