@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/containerflow/containerflow/internal/migration"
 	"github.com/containerflow/containerflow/internal/migration/transfer"
 	"github.com/containerflow/containerflow/internal/mounts"
+	"github.com/containerflow/containerflow/internal/nsrun"
 	"github.com/containerflow/containerflow/internal/runtime"
 )
 
@@ -254,6 +256,9 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 		return migration.DestReport{}, err
 	}
 	t1 := time.Now()
+	if _, err := os.Stat(nsrun.Path(a.netns(name))); err != nil {
+		return migration.DestReport{}, fmt.Errorf("%w: %v", errNamespaceGone, err)
+	}
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.CRIUTimeout)
 	defer cancel()
 	var pid int
@@ -269,7 +274,12 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 			a.followPages(e, res.Pages, in.dir)
 		}
 		var pre *runtime.PreResumeError
-		if errors.As(err, &pre) {
+		if errors.As(err, &pre) && errors.Is(pre.Err, errNamespaceGone) {
+			// Restored into a namespace no one can reach: kill that copy
+			// and fail, so the source takes its container up again.
+			_ = a.rt.Delete(context.Background(), name)
+			err = fmt.Errorf("restore %s: %w", name, pre.Err)
+		} else if errors.As(err, &pre) {
 			// Restored, but still locked and without the address: the
 			// source steers instead (see hook.go).
 			a.log.Warn("could not go live inside the restore", "name", name, "err", pre.Err)

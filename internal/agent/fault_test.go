@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerflow/containerflow/internal/cnet"
 	"github.com/containerflow/containerflow/internal/migration"
 	"github.com/containerflow/containerflow/internal/testbed"
 	"github.com/containerflow/containerflow/internal/testprog"
@@ -313,4 +314,25 @@ func TestClientGoneDuringTheDump(t *testing.T) {
 	}
 	lc.say("b", "2:b")
 	expectHostEmpty(t, e, testbed.HostB)
+}
+
+// The destination's container namespace removed (by someone else) while
+// the migration is staged: the restore must not count as done — the copy
+// would be locked in a namespace nobody can name — so the source keeps
+// its container. (Found by cflow bench soak: the record said success and
+// the container was lost.)
+func TestFaultDestinationNamespaceRemoved(t *testing.T) {
+	e, lc := faultEnv(t)
+	e.hook = func(h string, r *http.Request) {
+		if h == testbed.HostB && r.URL.Path == "/v1/migrations" {
+			_ = cnet.Delete(e.agents[testbed.HostB].netns("py"))
+		}
+	}
+	res, err := migrateAB(e)
+	e.hook = nil
+	expectRolledBack(t, e, lc, res, err)
+	if _, err := migrateAB(e); err != nil {
+		t.Fatalf("migration after the fault: %v", err)
+	}
+	lc.say("c", "3:c")
 }

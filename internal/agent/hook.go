@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerflow/containerflow/internal/cnet"
+	"github.com/containerflow/containerflow/internal/nsrun"
 )
 
 // The go-live hook. A restored container must not talk before the switch
@@ -91,6 +93,12 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry) error {
 	in := e.incoming
 	spec := e.info.ContainerSpec
 	a.mu.Unlock()
+	// A namespace removed under the restore (by someone else) would leave
+	// the container locked in a namespace nobody can name: give up the
+	// restore instead, before the address moves (see errNamespaceGone).
+	if _, err := os.Stat(nsrun.Path(a.netns(spec.Name))); err != nil {
+		return fmt.Errorf("%w: %v", errNamespaceGone, err)
+	}
 	start := time.Now()
 	if err := a.cfg.Steerer.Steer(ctx, spec.IP, net.HardwareAddr(spec.MAC), a.cfg.Name); err != nil {
 		return fmt.Errorf("steer %s to %s: %w", spec.IP, a.cfg.Name, err)
@@ -107,6 +115,12 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry) error {
 	}
 	return nil
 }
+
+// errNamespaceGone: an incoming container's namespace was removed while
+// it was being restored. Unlike other go-live failures, after which the
+// source steers instead, the restored copy cannot be reached: the restore
+// counts as failed, the source keeps the container.
+var errNamespaceGone = errors.New("the container's network namespace is gone")
 
 // HookMain is `cflow agent hook`: it asks the agent to take the address of
 // an incoming container. Exit status 0 lets CRIU resume the container.

@@ -212,3 +212,40 @@ func (s *ctxSource) Prepare(ctx context.Context) error {
 	s.calls = append(s.calls, "src.prepare")
 	return ctx.Err()
 }
+
+// A destination that stops answering while the container is frozen costs
+// a rollback after FrozenTimeout, not an open-ended outage.
+func TestSilentDestinationRollsBackAtTheFrozenTimeout(t *testing.T) {
+	f := &fake{}
+	p := Plan{Container: "web", From: "a", To: "b", Source: f, Dest: silentDest{destPart{f}}, Switch: switchPart{f},
+		FrozenTimeout: 50 * time.Millisecond}
+	start := time.Now()
+	rec, err := Run(context.Background(), p)
+	if rec.Status != StatusRolledBack || !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("status %s, err %v", rec.Status, err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the rollback came after %v", took)
+	}
+}
+
+// silentDest's transfer never answers until its request's context ends,
+// as an image stream over a link that drops everything.
+type silentDest struct{ destPart }
+
+func (d silentDest) Open(ctx context.Context, dir string) (Transfer, error) {
+	if _, err := d.destPart.Open(ctx, dir); err != nil {
+		return nil, err
+	}
+	return silentTransfer{d.destPart, ctx}, nil
+}
+
+type silentTransfer struct {
+	destPart
+	ctx context.Context
+}
+
+func (t silentTransfer) Finish(context.Context) (DestReport, error) {
+	<-t.ctx.Done()
+	return DestReport{}, t.ctx.Err()
+}
