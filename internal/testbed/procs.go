@@ -96,7 +96,7 @@ func (tb *Testbed) StartAgent(bin, host string) error {
 	}
 	steer := tb.steerArg()
 	if _, err := os.Stat(filepath.Join(tb.SwitchDir(), "switch.yaml")); err == nil && tb.Switch == SwitchEBPF {
-		steer = ControllerURL()
+		steer = tb.ControllerAPIURL()
 		if !tb.NoAuth {
 			steer += "?token_file=" + tb.TokenFile()
 		}

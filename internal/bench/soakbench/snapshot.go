@@ -91,6 +91,11 @@ func (s *soak) hostSnapshot() Host {
 			}
 			return false
 		}
+		// The impairment's lock file is made once, on the first impair,
+		// and kept on purpose (a lock must not vanish under a waiter).
+		if strings.HasSuffix(path, "/impair/.lock") {
+			return false
+		}
 		return true
 	})
 	shm, _ := filepath.Glob("/dev/shm/containerflow/" + p + "-*")
