@@ -187,6 +187,9 @@ func Down(prefix string) error {
 		return err
 	}
 	var errs []error
+	// A process in a frozen cgroup (a migration cut in its freeze) does
+	// not die of SIGKILL until thawed: thaw the testbed's containers first.
+	thawContainers(prefix)
 	// Before the namespaces, whose processes lead to the agents' views.
 	if err := killPrivateViews(prefix); err != nil {
 		errs = append(errs, err)
@@ -437,4 +440,12 @@ func (tb *Testbed) saveState() error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(tb.Dir(), "testbed.json"), b, 0o644)
+}
+
+// thawContainers thaws every freezer cgroup of the testbed's containers.
+func thawContainers(prefix string) {
+	states, _ := filepath.Glob("/sys/fs/cgroup/freezer/containerflow/" + prefix + "-*/*/freezer.state")
+	for _, st := range states {
+		_ = os.WriteFile(st, []byte("THAWED"), 0)
+	}
 }
