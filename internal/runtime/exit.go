@@ -57,11 +57,15 @@ func (r *Runtime) SetExitHandler(f func(name string, st ExitStatus)) {
 func (r *Runtime) Watch(name string, pid int) {
 	go func() {
 		st := waitInit(pid)
+		// Under bundleMu: Delete must not remove the bundle between the
+		// check and the write (the record would be left alone in it).
+		r.bundleMu.Lock()
 		if _, err := os.Stat(filepath.Join(r.BundleDir(name), "config.json")); err == nil {
 			// Keyed by pid: a late record never describes a newer
 			// container of the same name.
 			_ = writeJSON(filepath.Join(r.BundleDir(name), exitName), st)
 		}
+		r.bundleMu.Unlock()
 		r.mu.Lock()
 		f := r.onExit
 		r.mu.Unlock()

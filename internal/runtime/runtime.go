@@ -32,6 +32,10 @@ type Runtime struct {
 	runc *runc.Runc
 	criu criu.Binary
 
+	// bundleMu orders a bundle's removal against an exit record written
+	// into it (exit.go).
+	bundleMu sync.Mutex
+
 	mu     sync.Mutex
 	logs   map[string]*logSink
 	onExit func(name string, st ExitStatus) // exit.go
@@ -258,6 +262,8 @@ func (r *Runtime) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	r.detachLog(name)
+	r.bundleMu.Lock()
+	defer r.bundleMu.Unlock()
 	return mounts.RemoveAll(r.BundleDir(name))
 }
 
