@@ -263,7 +263,10 @@ func checkNothingLeft(t *testing.T, prefix string, views, nets map[string]bool) 
 		}
 		mnt, _ := os.Readlink(filepath.Join("/proc", e.Name(), "ns/mnt"))
 		net, _ := os.Readlink(filepath.Join("/proc", e.Name(), "ns/net"))
-		if views[mnt] || nets[net] {
+		// Namespace inode numbers are reused: another test's testbed,
+		// running in parallel, can have one of ours by now. A process is
+		// ours only if its cgroups or command line name our prefix.
+		if (views[mnt] || nets[net]) && mentions(e.Name(), prefix) {
 			t.Errorf("process %s survived the teardown (%s, %s)", e.Name(), mnt, net)
 		}
 		if mnt == "" || seen[mnt] {
@@ -282,7 +285,10 @@ func checkNothingLeft(t *testing.T, prefix string, views, nets map[string]bool) 
 			if len(fields) < 5 {
 				continue
 			}
-			if strings.Contains(fields[4], "/"+prefix) || nets[fields[3]] {
+			// A namespace mount named for another testbed is its own,
+			// whatever its (reused) inode number.
+			other := strings.HasPrefix(fields[4], "/run/netns/") && !strings.HasPrefix(fields[4], "/run/netns/"+prefix)
+			if strings.Contains(fields[4], "/"+prefix) || (nets[fields[3]] && !other) {
 				t.Errorf("mount left in %s (pid %s): %s", mnt, e.Name(), l)
 			}
 		}
@@ -343,4 +349,15 @@ func TestPrivateFSDownAfterAgentCrash(t *testing.T) {
 			t.Errorf("the container's process %d survived down: %s", info.Pid, b)
 		}
 	}
+}
+
+// mentions reports whether process pid's cgroups or command line name
+// the testbed prefix.
+func mentions(pid, prefix string) bool {
+	for _, f := range []string{"cgroup", "cmdline"} {
+		if b, err := os.ReadFile(filepath.Join("/proc", pid, f)); err == nil && strings.Contains(string(b), prefix) {
+			return true
+		}
+	}
+	return false
 }
