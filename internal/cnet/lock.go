@@ -120,8 +120,9 @@ func gateTables(c *nftables.Conn, prefix, set string) (map[*nftables.Table]bool,
 	return out, nil
 }
 
-// openGates adds openKey to set in every closed prefix* table.
-func openGates(nsName, prefix, set string) error {
+// forGates runs act on every prefix* table, with whether it is open, on
+// one connection, and commits what act queued (it says whether it did).
+func forGates(nsName, prefix, set string, act func(c *nftables.Conn, t *nftables.Table, open bool) (bool, error)) error {
 	c, done, err := nftConn(nsName)
 	if err != nil {
 		return err
@@ -131,44 +132,39 @@ func openGates(nsName, prefix, set string) error {
 	if err != nil {
 		return err
 	}
-	n := 0
+	queued := false
 	for t, open := range gates {
-		if !open {
-			if err := c.SetAddElements(&nftables.Set{Table: t, Name: set, KeyType: nftables.TypeInteger}, []nftables.SetElement{{Key: openKey}}); err != nil {
-				return err
-			}
-			n++
+		q, err := act(c, t, open)
+		if err != nil {
+			return err
 		}
+		queued = queued || q
 	}
-	if n == 0 {
+	if !queued {
 		return nil
 	}
 	return c.Flush()
 }
 
+// openGates adds openKey to set in every closed prefix* table.
+func openGates(nsName, prefix, set string) error {
+	return forGates(nsName, prefix, set, func(c *nftables.Conn, t *nftables.Table, open bool) (bool, error) {
+		if open {
+			return false, nil
+		}
+		return true, c.SetAddElements(&nftables.Set{Table: t, Name: set, KeyType: nftables.TypeInteger}, []nftables.SetElement{{Key: openKey}})
+	})
+}
+
 // removeOpenGates deletes the open prefix* tables. One never closes
 // again, so checking first is safe against a gate made meanwhile.
 func removeOpenGates(nsName, prefix, set string) error {
-	c, done, err := nftConn(nsName)
-	if err != nil {
-		return err
-	}
-	defer done()
-	gates, err := gateTables(c, prefix, set)
-	if err != nil {
-		return err
-	}
-	n := 0
-	for t, open := range gates {
+	return forGates(nsName, prefix, set, func(c *nftables.Conn, t *nftables.Table, open bool) (bool, error) {
 		if open {
 			c.DelTable(t)
-			n++
 		}
-	}
-	if n == 0 {
-		return nil
-	}
-	return c.Flush()
+		return open, nil
+	})
 }
 
 // Unlock opens every lock of the namespace (adding only: fast, see
@@ -191,21 +187,12 @@ func RemoveOpenLocks(nsName string) error {
 
 // Locked reports whether a closed lock is in the namespace.
 func Locked(nsName string) (bool, error) {
-	c, done, err := nftConn(nsName)
-	if err != nil {
-		return false, err
-	}
-	defer done()
-	locks, err := gateTables(c, lockPrefix, "open")
-	if err != nil {
-		return false, err
-	}
-	for _, open := range locks {
-		if !open {
-			return true, nil
-		}
-	}
-	return false, nil
+	locked := false
+	err := forGates(nsName, lockPrefix, "open", func(_ *nftables.Conn, _ *nftables.Table, open bool) (bool, error) {
+		locked = locked || !open
+		return false, nil
+	})
+	return locked, err
 }
 
 // RemoveCRIULocks deletes the nftables tables CRIU leaves in a namespace
