@@ -108,11 +108,22 @@ func KillAll(name string, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
+	live, err := KillUntilGone(func() ([]int, error) { return pidsInNetns(ino) }, timeout)
+	if err == nil && live > 0 {
+		err = fmt.Errorf("netns %s: %d processes still alive after SIGKILL", name, live)
+	}
+	return err
+}
+
+// KillUntilGone sends SIGKILL to the processes list returns (but this one
+// and zombies) until it returns none or timeout passes; it returns how
+// many were still alive then.
+func KillUntilGone(list func() ([]int, error), timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		pids, err := pidsInNetns(ino)
+		pids, err := list()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		live := 0
 		for _, pid := range pids {
@@ -122,11 +133,8 @@ func KillAll(name string, timeout time.Duration) error {
 			live++
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
-		if live == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("netns %s: %d processes still alive after SIGKILL", name, live)
+		if live == 0 || time.Now().After(deadline) {
+			return live, nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/containerflow/containerflow/internal/nsrun"
@@ -73,33 +72,27 @@ func killPrivateViews(prefix string) error {
 	if len(views) == 0 {
 		return nil
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		live := 0
+	live, err := nsrun.KillUntilGone(func() ([]int, error) {
 		ents, err := os.ReadDir("/proc")
 		if err != nil {
-			return err
+			return nil, err
 		}
+		var pids []int
 		for _, e := range ents {
 			pid, err := strconv.Atoi(e.Name())
-			if err != nil || pid == os.Getpid() {
+			if err != nil {
 				continue
 			}
-			ns, err := privfs.MountNS(e.Name())
-			if err != nil || !views[ns] || zombie(pid) {
-				continue
+			if ns, err := privfs.MountNS(e.Name()); err == nil && views[ns] {
+				pids = append(pids, pid)
 			}
-			live++
-			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
-		if live == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("testbed %s: %d processes of the agents' private views still alive after SIGKILL", prefix, live)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return pids, nil
+	}, 3*time.Second)
+	if err == nil && live > 0 {
+		err = fmt.Errorf("testbed %s: %d processes of the agents' private views still alive after SIGKILL", prefix, live)
 	}
+	return err
 }
 
 func startedPrivate(pid int) bool {
@@ -113,13 +106,4 @@ func startedPrivate(pid int) bool {
 		}
 	}
 	return false
-}
-
-func zombie(pid int) bool {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return true
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
 }
