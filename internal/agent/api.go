@@ -130,6 +130,10 @@ func (a *Agent) Handler() http.Handler {
 		}
 		reply(w, rep, err)
 	})))
+	mux.Handle("GET /v1/migrations/{name}/outcome", a.auth(a.fromSource(func(w http.ResponseWriter, r *http.Request) {
+		o, err := a.outcomeOf(r.Context(), r.PathValue("name"))
+		reply(w, o, err)
+	})))
 	// Called by the go-live hook CRIU runs inside a restore; authenticated
 	// by the migration's one-time nonce, not the bearer token.
 	mux.HandleFunc("POST /v1/migrations/{name}/hook", func(w http.ResponseWriter, r *http.Request) {

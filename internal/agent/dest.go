@@ -29,6 +29,7 @@ type remoteDest struct {
 	prep  PrepareRequest
 	f     *faults
 	st    *transfer.Stream // the last image stream opened
+	wait  time.Duration    // for the outcome of a stream whose answer was lost
 }
 
 // wireBytes is what the image stream put on the wire (compressed, with
@@ -57,21 +58,45 @@ func (d *remoteDest) Open(ctx context.Context, images string) (migration.Transfe
 	t.st, err = transfer.StartStream([]transfer.Tree{{Name: "rw", Dir: d.rwDir}}, transfer.Tree{Name: "images", Dir: images}, d.prep.Compress, wrap,
 		func(body io.Reader) error {
 			err := d.c.doStream(ctx, "/v1/migrations/"+d.name+"/images", body, &t.rep)
-			// A failed restore still says whether the destination had
-			// taken the address before failing (see api.go). Without an
-			// answer (the connection broke) it may have: the switch is then
-			// pointed back, which costs nothing if it never moved.
 			var apiErr *APIError
-			if err != nil && (!errors.As(err, &apiErr) || apiErr.Switched) {
-				t.rep.Switched = true
+			if err == nil {
+				return nil
 			}
-			return err
+			if errors.As(err, &apiErr) {
+				// A failed restore still says whether the destination had
+				// taken the address before failing (see api.go).
+				t.rep.Switched = apiErr.Switched
+				return err
+			}
+			// No answer (the request was cut): the destination may have
+			// gone live all the same, and then runs to its end.
+			return d.askOutcome(ctx, err, &t.rep)
 		})
 	if err != nil {
 		return nil, err
 	}
 	d.st = t.st
 	return t, nil
+}
+
+// askOutcome asks the destination how the image stream whose request
+// failed with err ended. Restored: the migration goes on as if the answer
+// had come. Otherwise, or without an answer, err stands; without an
+// answer the switch is pointed back, which costs nothing if it never
+// moved.
+func (d *remoteDest) askOutcome(ctx context.Context, err error, rep *migration.DestReport) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.wait)
+	defer cancel()
+	var o Outcome
+	if qerr := d.c.do(ctx, "GET", "/v1/migrations/"+d.name+"/outcome", nil, &o); qerr != nil {
+		rep.Switched = true
+		return fmt.Errorf("%w (and no outcome from the destination: %v)", err, qerr)
+	}
+	*rep = o.Report
+	if o.Restored {
+		return nil
+	}
+	return fmt.Errorf("%w (destination: %s)", err, o.Error)
 }
 
 // remoteTransfer is an image stream on its way to the destination.
@@ -144,6 +169,12 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceH
 	if req.Engine, err = engine(req.Engine); err != nil {
 		return err
 	}
+	if old := a.staleIncoming(s.Name, req.From); old != nil {
+		// A source runs one migration of a container at a time: a new one
+		// means the last ended without telling us (its agent restarted).
+		a.log.Warn("replacing an incoming migration its source gave up", "name", s.Name, "from", req.From)
+		_ = a.abortIncoming(ctx, s.Name)
+	}
 	e, err := a.reserve(s, StateIncoming)
 	if err != nil {
 		return err
@@ -204,6 +235,35 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceH
 	}
 	a.inheritLogs(s, req.From, plain) // logs.go: the history comes while this one waits
 	a.log.Info("incoming container staged", "name", s.Name, "from", req.From, "engine", in.engine)
+	time.AfterFunc(StagedTimeout, func() {
+		if a.staleIncoming(s.Name, req.From) == in {
+			a.log.Warn("incoming migration expired: its images never came", "name", s.Name, "from", req.From, "after", StagedTimeout)
+			_ = a.abortIncoming(context.Background(), s.Name)
+		}
+	})
+	return nil
+}
+
+// StagedTimeout is how long a staged incoming migration waits for its
+// images before it is discarded: far beyond a source's preparation
+// (migration.DefaultPrepareTimeout) and frozen window together.
+const StagedTimeout = 10 * time.Minute
+
+// staleIncoming returns the staged incoming migration of name from host
+// if nothing of it runs or can still run: no image stream came, or one
+// came and failed. (A restored copy that was never committed is live and
+// serving: it is never taken for stale.)
+func (a *Agent) staleIncoming(name, from string) *incoming {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.containers[name]
+	if !ok || e.incoming == nil || e.incoming.from != from {
+		return nil
+	}
+	in := e.incoming
+	if in.busy == nil || (in.outcome != nil && in.outcome.Err != nil) {
+		return in
+	}
 	return nil
 }
 
@@ -219,7 +279,7 @@ func (a *Agent) incomingEntry(name string) (*entry, error) {
 
 // receiveAndRestore unpacks the image stream and restores the container
 // the moment it is complete.
-func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Reader) (migration.DestReport, error) {
+func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Reader) (rep migration.DestReport, err error) {
 	e, err := a.incomingEntry(name)
 	if err != nil {
 		return migration.DestReport{}, err
@@ -238,6 +298,11 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 	in.busy, in.cancel = busy, cancel
 	a.mu.Unlock()
 	defer close(busy)
+	defer func() {
+		a.mu.Lock()
+		in.outcome = &restoreOutcome{Report: rep, Err: err}
+		a.mu.Unlock()
+	}()
 	images := filepath.Join(in.dir, "images")
 	t0 := time.Now()
 	body, closeBody, err := transfer.NewReceiver(body, in.compress)
@@ -259,8 +324,21 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 	if _, err := os.Stat(nsrun.Path(a.netns(name))); err != nil {
 		return migration.DestReport{}, fmt.Errorf("%w: %v", errNamespaceGone, err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, a.cfg.CRIUTimeout)
+	// Until the go-live the restore stops with the request (the source
+	// gone, or an abort): the source still has the container. From the
+	// go-live on, the clients talk to this copy: killing it there would
+	// lose their connections whatever the source then does, so it runs to
+	// its end and the source learns the outcome (outcomeOf).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.CRIUTimeout)
 	defer cancel()
+	defer context.AfterFunc(ctx, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if !in.live {
+			in.stopped = true
+			cancel()
+		}
+	})()
 	var pid int
 	if in.engine == EngineDirect {
 		var goLive func() error
@@ -274,9 +352,10 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 			a.followPages(e, res.Pages, in.dir)
 		}
 		var pre *runtime.PreResumeError
-		if errors.As(err, &pre) && errors.Is(pre.Err, errNamespaceGone) {
-			// Restored into a namespace no one can reach: kill that copy
-			// and fail, so the source takes its container up again.
+		if errors.As(err, &pre) && (errors.Is(pre.Err, errNamespaceGone) || errors.Is(pre.Err, errStoppedBeforeGoLive)) {
+			// Restored into a namespace no one can reach, or for a source
+			// that stopped waiting: kill that copy and fail, so the source
+			// takes its container up again.
 			_ = a.rt.Delete(context.Background(), name)
 			err = fmt.Errorf("restore %s: %w", name, pre.Err)
 		} else if errors.As(err, &pre) {
@@ -291,7 +370,7 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 		pid, err = a.rt.Restore(rctx, a.runtimeSpec(e.info.ContainerSpec), o)
 	}
 	a.mu.Lock()
-	rep := migration.DestReport{Bytes: n, Stream: t1.Sub(t0), Switched: in.switched, SwitchTook: in.switchTook}
+	rep = migration.DestReport{Bytes: n, Stream: t1.Sub(t0), Switched: in.switched, SwitchTook: in.switchTook}
 	a.mu.Unlock()
 	if err != nil {
 		// The log that says why must outlive the abort that follows.
@@ -306,6 +385,51 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 	a.mu.Unlock()
 	rep.Restore, rep.RestoredAt = t2.Sub(t1), t2
 	return rep, nil
+}
+
+// restoreOutcome is how an incoming migration's image stream ended, kept
+// for a source that lost the answer with its request.
+type restoreOutcome struct {
+	Report migration.DestReport
+	Err    error
+}
+
+// Outcome is what GET /v1/migrations/{name}/outcome answers.
+type Outcome struct {
+	// Restored: the container runs here (Report says how it went).
+	Restored bool                 `json:"restored"`
+	Report   migration.DestReport `json:"report"`
+	Error    string               `json:"error,omitempty"` // why not
+}
+
+// outcomeOf waits for an incoming migration's image stream handler to end
+// and says how it ended. A source whose stream request broke asks it: the
+// destination may have gone live all the same, and rolling back then would
+// cut the clients who already talk to this copy.
+func (a *Agent) outcomeOf(ctx context.Context, name string) (Outcome, error) {
+	e, err := a.incomingEntry(name)
+	if err != nil {
+		return Outcome{}, err
+	}
+	a.mu.Lock()
+	in := e.incoming
+	busy := in.busy
+	a.mu.Unlock()
+	if busy == nil {
+		return Outcome{Error: "no image stream arrived"}, nil
+	}
+	select {
+	case <-busy:
+	case <-ctx.Done():
+		return Outcome{}, ctx.Err()
+	}
+	a.mu.Lock()
+	o := in.outcome
+	a.mu.Unlock()
+	if o.Err != nil {
+		return Outcome{Report: o.Report, Error: o.Err.Error()}, nil
+	}
+	return Outcome{Restored: true, Report: o.Report}, nil
 }
 
 // settleIncoming answers, once the container's post-copy has ended,

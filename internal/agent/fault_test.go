@@ -301,19 +301,62 @@ func TestClientGoneDuringTheDump(t *testing.T) {
 		t.Fatal("the cancelled request reported success")
 	}
 	e.agents[testbed.HostA].faults.afterFreeze = nil
-	deadline := time.Now().Add(20 * time.Second)
+	// Rolled back, or — when the destination had gone live before the
+	// request's end reached it — moved: either way in one place, serving.
+	on, off := runningOnOneHost(t, e, "py")
+	t.Logf("container ended on %s", on)
+	lc.say("b", "2:b")
+	expectHostEmpty(t, e, off)
+}
+
+// runningOnOneHost waits until the container runs on hostA or hostB and
+// says where, and where it is not.
+func runningOnOneHost(t *testing.T, e *env, name string) (on, off string) {
+	t.Helper()
+	deadline := time.Now().Add(40 * time.Second)
 	for {
-		info, err := e.clients[testbed.HostA].Get(context.Background(), "py")
-		if err == nil && info.State == StateRunning {
-			break
+		a, aerr := e.clients[testbed.HostA].Get(context.Background(), name)
+		b, berr := e.clients[testbed.HostB].Get(context.Background(), name)
+		switch {
+		case aerr == nil && a.State == StateRunning && berr != nil:
+			return testbed.HostA, testbed.HostB
+		case berr == nil && b.State == StateRunning && aerr != nil:
+			return testbed.HostB, testbed.HostA
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("container on hostA after the client left: %+v %v", info, err)
+			t.Fatalf("container not running on exactly one host: hostA %+v %v, hostB %+v %v", a, aerr, b, berr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// The source's request ends after the destination went live (the client
+// gone, a stream cut by the network): the clients already talk to the
+// restored copy, so it must not be killed; the source learns the outcome
+// from the destination and completes the migration. (Before, the
+// destination's CRIU was killed after go-live, the source rolled back,
+// and the client's connection died with the client's TCP state ahead of
+// the source's: found as a flake of TestClientGoneDuringTheDump.)
+func TestRequestEndsAfterGoLive(t *testing.T) {
+	e, lc := faultEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.agents[testbed.HostB].faults.afterGoLive = cancel
+	_, err := e.clients[testbed.HostA].Migrate(ctx, "py", MigrateRequest{To: testbed.HostB})
+	e.agents[testbed.HostB].faults.afterGoLive = nil
+	if err == nil {
+		t.Fatal("the cancelled request reported success")
+	}
+	if on, _ := runningOnOneHost(t, e, "py"); on != testbed.HostB {
+		t.Fatalf("container on %s, want hostB: it had gone live there", on)
+	}
 	lc.say("b", "2:b")
-	expectHostEmpty(t, e, testbed.HostB)
+	expectHostEmpty(t, e, testbed.HostA)
+	// The record of the migration says success (kept on the source).
+	// And the container can go back.
+	if _, err := e.clients[testbed.HostB].Migrate(context.Background(), "py", MigrateRequest{To: testbed.HostA}); err != nil {
+		t.Fatalf("migration back: %v", err)
+	}
+	lc.say("c", "3:c")
 }
 
 // The destination's container namespace removed (by someone else) while
@@ -335,4 +378,33 @@ func TestFaultDestinationNamespaceRemoved(t *testing.T) {
 		t.Fatalf("migration after the fault: %v", err)
 	}
 	lc.say("c", "3:c")
+}
+
+// A source that staged a migration and then lost it (its agent killed
+// and restarted) must not leave the destination refusing the next one:
+// the next prepare from the same source replaces the stale staging.
+// (cflow bench soak finding 7: the next attempt was refused once.)
+func TestStaleIncomingReplaced(t *testing.T) {
+	e, lc := faultEnv(t)
+	a := e.agents[testbed.HostA]
+	info, err := a.Get("py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := a.peerClient(testbed.HostB, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a source does first, and then nothing more.
+	if err := peer.do(context.Background(), "POST", "/v1/migrations", PrepareRequest{Spec: info.ContainerSpec, From: testbed.HostA}, nil); err != nil {
+		t.Fatalf("prepare: %v", err)
+	}
+	if _, err := e.agents[testbed.HostB].Get("py"); err != nil {
+		t.Fatalf("nothing staged on hostB: %v", err)
+	}
+	if _, err := migrateAB(e); err != nil {
+		t.Fatalf("migration after a stale staging: %v", err)
+	}
+	lc.say("b", "2:b")
+	expectHostEmpty(t, e, testbed.HostA)
 }

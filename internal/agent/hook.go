@@ -92,7 +92,12 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry) error {
 	a.mu.Lock()
 	in := e.incoming
 	spec := e.info.ContainerSpec
+	stopped := in.stopped
+	in.live = !stopped
 	a.mu.Unlock()
+	if stopped {
+		return errStoppedBeforeGoLive
+	}
 	// A namespace removed under the restore (by someone else) would leave
 	// the container locked in a namespace nobody can name: give up the
 	// restore instead, before the address moves (see errNamespaceGone).
@@ -113,6 +118,9 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry) error {
 	if in.from != "" {
 		a.askHandoff(ctx, in.from, in.plain, spec.Name) // see golive_handoff.go
 	}
+	if f := a.faults.afterGoLive; f != nil {
+		f()
+	}
 	return nil
 }
 
@@ -121,6 +129,11 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry) error {
 // source steers instead, the restored copy cannot be reached: the restore
 // counts as failed, the source keeps the container.
 var errNamespaceGone = errors.New("the container's network namespace is gone")
+
+// errStoppedBeforeGoLive: the restore was stopped (its source's request
+// ended, or an abort came) before it took the address. Like a namespace
+// gone, the copy must not run: nobody will commit it.
+var errStoppedBeforeGoLive = errors.New("the migration was stopped before the container went live")
 
 // HookMain is `cflow agent hook`: it asks the agent to take the address of
 // an incoming container. Exit status 0 lets CRIU resume the container.

@@ -114,6 +114,9 @@ type incoming struct {
 	pageServer   string             // post-copy: the source's page server, host:port
 	busy         chan struct{}      // closed when the image stream's handler returns
 	cancel       context.CancelFunc // stops that handler (an abort)
+	live         bool               // go-live began: the restore runs to its end
+	stopped      bool               // stopped before go-live: it must not begin
+	outcome      *restoreOutcome    // the handler's result, once it returned
 	nonce        string             // the runc engine's go-live hook credential ("" without a hook)
 	switched     bool               // the address was taken inside the restore
 	switchTook   time.Duration      // how long steering took there
@@ -127,6 +130,7 @@ type faults struct {
 	cutStreamAt int64  // close the image stream after this many bytes (0: off)
 	corruptAt   int64  // flip one byte at this offset of the stream (0: off)
 	afterFreeze func() // runs with the container frozen
+	afterGoLive func() // runs on a destination once it took the address
 }
 
 // Migrate moves a container to another host and returns its timing record.
@@ -197,7 +201,10 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	}
 	dst := &remoteDest{c: peer, rwDir: runtime.RWDir(a.rt.BundleDir(name)), name: name,
 		prep: PrepareRequest{Spec: spec, ResumeSignal: req.QuiesceSignal, From: a.cfg.Name, Engine: req.Engine,
-			Nice: src.nice(), PageServerPort: src.port, Compress: req.Compress}, f: &a.faults}
+			Nice: src.nice(), PageServerPort: src.port, Compress: req.Compress}, f: &a.faults,
+		// The destination's restore ends within its CRIU timeout once the
+		// request is gone (the same setting on every host).
+		wait: a.cfg.CRIUTimeout + 15*time.Second}
 	plan := migration.Plan{
 		Container: name, From: a.cfg.Name, To: req.To, Engine: req.Engine, Mode: mode, ImagesDir: filepath.Join(dir, "images"),
 		Source: src, Dest: dst,
