@@ -3,9 +3,12 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -36,17 +39,25 @@ func agents(g *globals) (map[string]*agent.Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, h := range testbed.Hosts {
+		for _, h := range tb.Hosts() {
 			if out[h], err = agentTLSClient(tb, h, id); err != nil {
 				return nil, err
 			}
 		}
 		return out, nil
 	}
-	for _, h := range testbed.Hosts {
+	for _, h := range tb.Hosts() {
 		out[h] = agent.NewClient("unix://"+tb.AgentSocket(h), agent.ClientOptions{Token: tok})
 	}
 	return out, nil
+}
+
+// hostsOf are the hosts of agents' result, in the testbed's order (hostA,
+// hostB, ... sort as their letters do).
+func hostsOf(cs map[string]*agent.Client) []string {
+	hosts := slices.Collect(maps.Keys(cs))
+	slices.Sort(hosts)
+	return hosts
 }
 
 func hostClient(g *globals, host string) (*agent.Client, error) {
@@ -56,7 +67,7 @@ func hostClient(g *globals, host string) (*agent.Client, error) {
 	}
 	c, ok := cs[host]
 	if !ok {
-		return nil, fmt.Errorf("unknown host %q (hosts: hostA, hostB)", host)
+		return nil, fmt.Errorf("unknown host %q (hosts: %s)", host, strings.Join(hostsOf(cs), ", "))
 	}
 	return c, nil
 }
@@ -67,7 +78,7 @@ func findContainer(cmd *cobra.Command, g *globals, name string) (string, *agent.
 	if err != nil {
 		return "", nil, err
 	}
-	for _, h := range testbed.Hosts {
+	for _, h := range hostsOf(cs) {
 		if _, err := cs[h].Get(cmd.Context(), name); err == nil {
 			return h, cs[h], nil
 		}
@@ -128,7 +139,7 @@ starts it again (at most N times) when it exits with a non-zero code.`,
 			return nil
 		},
 	}
-	run.Flags().StringVar(&host, "host", "", "host to run on (hostA, hostB)")
+	run.Flags().StringVar(&host, "host", "", "host to run on (hostA, hostB, ...)")
 	run.Flags().StringVar(&name, "name", "", "container name")
 	run.Flags().StringVar(&ip, "ip", "", "container IPv4 address in 198.18.0.0/24 (default: a free one, allocated)")
 	run.Flags().StringVar(&mac, "mac", "", "container MAC (default 02:42 + the IP's bytes)")
@@ -149,7 +160,7 @@ starts it again (at most N times) when it exits with a non-zero code.`,
 				return err
 			}
 			var all []agent.ContainerInfo
-			for _, h := range testbed.Hosts {
+			for _, h := range hostsOf(cs) {
 				l, err := cs[h].List(cmd.Context())
 				if err != nil {
 					return fmt.Errorf("%s: %w", h, err)
@@ -185,7 +196,7 @@ container migrates, it goes on on the new host from where it was.`,
 				return err
 			}
 			var hosts []*agent.Client
-			for _, h := range testbed.Hosts {
+			for _, h := range hostsOf(cs) {
 				hosts = append(hosts, cs[h])
 			}
 			o := agent.LogOptions{From: -1, Tail: tail, Follow: follow}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/containerflow/containerflow/internal/image"
 	"github.com/containerflow/containerflow/internal/image/ocitar"
-	"github.com/containerflow/containerflow/internal/testbed"
 )
 
 func newImageCmd(g *globals) *cobra.Command {
@@ -51,7 +50,7 @@ OCI image layout, sent as an OCI archive. Make one with, for example:
 			return nil
 		},
 	}
-	load.Flags().StringVar(&host, "host", "", "host to load the image on (hostA, hostB)")
+	load.Flags().StringVar(&host, "host", "", "host to load the image on (hostA, hostB, ...)")
 	_ = load.MarkFlagRequired("host")
 
 	var (
@@ -65,10 +64,10 @@ OCI image layout, sent as an OCI archive. Make one with, for example:
 			if err != nil {
 				return err
 			}
-			hosts := testbed.Hosts
+			hosts := hostsOf(cs)
 			if lsHost != "" {
 				if _, ok := cs[lsHost]; !ok {
-					return fmt.Errorf("unknown host %q (hosts: %s)", lsHost, strings.Join(testbed.Hosts, ", "))
+					return fmt.Errorf("unknown host %q (hosts: %s)", lsHost, strings.Join(hosts, ", "))
 				}
 				hosts = []string{lsHost}
 			}

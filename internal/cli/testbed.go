@@ -17,9 +17,10 @@ func newTestbedCmd(g *globals) *cobra.Command {
 		Use:   "testbed",
 		Short: "Build, inspect and remove the emulated multi-host testbed",
 		Long: `The testbed emulates the seed experiment's hosts on one machine with network
-namespaces: PREFIX-switch, PREFIX-hostA, PREFIX-hostB and PREFIX-client, each
-edge node linked to its own port of the switch. Data network 198.18.0.0/24,
-management network 198.19.0.0/24; nothing is routed outside.`,
+namespaces: PREFIX-switch, PREFIX-hostA, PREFIX-hostB (and PREFIX-hostC ... with
+` + "`up --hosts N`" + `) and PREFIX-client, each edge node linked to its own port of
+the switch. Data network 198.18.0.0/24, management network 198.19.0.0/24;
+nothing is routed outside.`,
 	}
 	cmd.AddCommand(
 		newTestbedUpCmd(g),
@@ -81,7 +82,7 @@ func newTestbedStatusCmd(g *globals) *cobra.Command {
 func newTestbedExecCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "exec NODE -- CMD [ARGS...]",
-		Short: "Run a command inside a node (switch, hostA, hostB, client) or a container namespace (HOST/NAME)",
+		Short: "Run a command inside a node (switch, hostA, hostB, ..., client) or a container namespace (HOST/NAME)",
 		Example: `  cflow testbed exec client -- ip -br addr
   cflow testbed exec hostA/web -- ss -tn`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -175,13 +176,19 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 		privateFS  bool
 		insecure   bool
 		switchKind string
+		hosts      int
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Create the testbed, start the switch controller (eBPF switch) and one agent per host",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth, PrivateFS: privateFS, Insecure: insecure}
+			// Checked here, not only by Up, whose 0 means the default:
+			// --hosts 0 is a mistake, not a request for two.
+			if err := testbed.ValidateHosts(hosts); err != nil {
+				return fmt.Errorf("--hosts: %w", err)
+			}
+			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth, PrivateFS: privateFS, Insecure: insecure, Hosts: hosts}
 			if !noAgents {
 				exe, err := os.Executable()
 				if err != nil {
@@ -194,6 +201,7 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "testbed %s is up with the %s switch (state in %s)\n", tb.Prefix, tb.Switch, tb.Dir())
+			fmt.Fprintf(cmd.OutOrStdout(), "hosts: %s\n", strings.Join(tb.Hosts(), ", "))
 			if tb.PrivateFS && !noAgents {
 				fmt.Fprintln(cmd.OutOrStdout(), "private fs: each agent has its own /tmp, /var/tmp, /dev/shm, /run/netns and state directory")
 			}
@@ -211,6 +219,7 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().IntVar(&hosts, "hosts", testbed.DefaultHosts, fmt.Sprintf("number of hosts, %d to %d: hostA, hostB, hostC, ... (address plan in docs/testbed.md)", testbed.MinHosts, testbed.MaxHosts))
 	cmd.Flags().BoolVar(&noAgents, "no-agents", false, "do not start the switch controller and the host agents")
 	cmd.Flags().BoolVar(&noAuth, "no-auth", false, "start the controller and the agents without a bearer token (the seed's scripts send none; implies --insecure); anyone on the management network can then write through the plain listeners")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "keep plain HTTP next to mutual TLS: the controller's seed endpoints on "+testbed.ControllerURL()+" (the seed's scripts), the agents on plain port 7071 (bench --compare-tls)")

@@ -21,7 +21,8 @@ func newTestbedImpairCmd(g *globals) *cobra.Command {
 		Short: "Delay, drop and rate-limit both directions of a link (netem, or a userspace relay where the kernel has no netem)",
 		Long: `LINK is NODE or NODE-data (the node's data link to the switch, eth0 <-> sw-NODE)
 or NODE-mgmt (its management link, mgmt0 <-> mg-NODE, which carries the agents'
-APIs and checkpoint image transfer); NODE is hostA, hostB or client.
+APIs and checkpoint image transfer); NODE is a host of the testbed (hostA,
+hostB, ...) or client.
 
 Each direction gets the whole impairment: --delay is one-way (a round trip
 across the link gains twice it), --jitter spreads it uniformly over

@@ -90,7 +90,7 @@ func RunQUIC(ctx context.Context, o QUICOptions) (res *QUICResult, err error) {
 			return fmt.Errorf("testbed up: %w", err)
 		}
 		defer func() {
-			for _, h := range testbed.Hosts {
+			for _, h := range tb.Hosts() {
 				_ = copyFile(filepath.Join(tb.HostDir(h), "agent.log"), filepath.Join(dir, "agent_"+h+".log"))
 			}
 			say("testbed %s: down", o.Prefix)
@@ -154,7 +154,7 @@ func (q *quicRunner) run(ctx context.Context, sum *QUICSummary) error {
 		return err
 	}
 	q.agents = map[string]*agent.Client{}
-	for _, h := range testbed.Hosts {
+	for _, h := range q.tb.Hosts() {
 		q.agents[h] = agent.NewClient("unix://"+q.tb.AgentSocket(h), agent.ClientOptions{Token: tok})
 	}
 	args := []string{"/opt/cflow/bin/" + filepath.Base(o.Binary), "workload", "quic-server",
@@ -404,7 +404,7 @@ func (q *quicRunner) verifyMemory() (bool, error) {
 func (q *quicRunner) saveServerLog() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, h := range append([]string{q.where}, testbed.Hosts...) {
+	for _, h := range append([]string{q.where}, q.tb.Hosts()...) {
 		if b, err := q.agents[h].Logs(ctx, quicContainer); err == nil {
 			_ = os.WriteFile(filepath.Join(q.dir, "server.log"), b, 0o644)
 			return

@@ -79,7 +79,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	defer func() {
 		// Agent logs live in the testbed's state directory, which Down
 		// removes: keep them with the results.
-		for _, h := range testbed.Hosts {
+		for _, h := range tb.Hosts() {
 			_ = copyFile(filepath.Join(tb.HostDir(h), "agent.log"), filepath.Join(dir, "agent_"+h+".log"))
 		}
 		say("testbed %s: down", o.Prefix)
@@ -137,7 +137,7 @@ func (r *runner) run(ctx context.Context, res *Result, started time.Time) error 
 		return err
 	}
 	r.agents = map[string]*agent.Client{}
-	for _, h := range testbed.Hosts {
+	for _, h := range r.tb.Hosts() {
 		r.agents[h] = agent.NewClient("unix://"+r.tb.AgentSocket(h), agent.ClientOptions{Token: tok})
 	}
 	clientNs, err := r.tb.Netns(testbed.Client)
@@ -380,7 +380,7 @@ func (r *runner) progressRow(row results.Row) {
 }
 
 func (r *runner) saveServerLog(ctx context.Context) {
-	for _, h := range testbed.Hosts {
+	for _, h := range r.tb.Hosts() {
 		if b, err := r.agents[h].Logs(ctx, containerName); err == nil {
 			_ = os.WriteFile(filepath.Join(r.dir, "server.log"), b, 0o644)
 			return

@@ -30,19 +30,19 @@ const AgentPlainPort = 7071
 // AgentURL is a host agent's address on the management network, plain
 // HTTP (agents run without certificates, as the agent package's tests do).
 func AgentURL(host string) string {
-	s, _ := Spec(host)
+	s, _ := PlannedSpec(host)
 	return fmt.Sprintf("http://%s:%d", s.MgmtIP, AgentPort)
 }
 
 // AgentTLSURL is the mutual-TLS address of a host agent the testbed started.
 func AgentTLSURL(host string) string {
-	s, _ := Spec(host)
+	s, _ := PlannedSpec(host)
 	return fmt.Sprintf("https://%s:%d", s.MgmtIP, AgentPort)
 }
 
 // AgentPlainURL is the plain listener of an insecure testbed's agent.
 func AgentPlainURL(host string) string {
-	s, _ := Spec(host)
+	s, _ := PlannedSpec(host)
 	return fmt.Sprintf("http://%s:%d", s.MgmtIP, AgentPlainPort)
 }
 
@@ -88,12 +88,13 @@ func (tb *Testbed) StartAgents(bin string) error {
 		}
 	}
 	steer := tb.steerArg()
-	for _, h := range Hosts {
+	for _, h := range tb.Hosts() {
 		if err := tb.startAgent(bin, h, steer); err != nil {
 			return err
 		}
 	}
-	for _, h := range Hosts {
+	// Started all before waiting for any: they come up in parallel.
+	for _, h := range tb.Hosts() {
 		if err := waitSocket(tb.AgentSocket(h), 15*time.Second); err != nil {
 			return fmt.Errorf("agent on %s did not come up (see %s): %w", h, filepath.Join(tb.HostDir(h), "agent.log"), err)
 		}
@@ -132,7 +133,7 @@ func (tb *Testbed) startAgent(bin, h, steer string) error {
 	} else {
 		args = append(args, "--insecure", "--listen", strings.TrimPrefix(AgentURL(h), "http://"))
 	}
-	for _, p := range Hosts {
+	for _, p := range tb.Hosts() {
 		if p == h {
 			continue
 		}

@@ -34,8 +34,8 @@ func (tb *Testbed) containerNetns(host, name string) string {
 // traffic to it: a migration pre-stages the destination's namespace while
 // the switch still points at the source, then calls Steer.
 func (tb *Testbed) AddContainerNet(host, name string, ip netip.Addr, mac net.HardwareAddr) (*ContainerNet, error) {
-	if !IsHost(host) {
-		return nil, fmt.Errorf("%w: %q is not a host (hosts: hostA, hostB)", ErrUnknownNode, host)
+	if !tb.IsHost(host) {
+		return nil, tb.notHost(host)
 	}
 	if err := ValidateContainerName(name); err != nil {
 		return nil, err
@@ -73,8 +73,8 @@ func (tb *Testbed) RemoveContainerNet(host, name string) error {
 
 // ContainerNets lists the container namespaces on host, sorted by name.
 func (tb *Testbed) ContainerNets(host string) ([]string, error) {
-	if !IsHost(host) {
-		return nil, fmt.Errorf("%w: %q is not a host", ErrUnknownNode, host)
+	if !tb.IsHost(host) {
+		return nil, tb.notHost(host)
 	}
 	pfx := tb.Prefix + "-" + host + "-"
 	names, err := nsrun.List(pfx)
@@ -97,13 +97,13 @@ func (tb *Testbed) ContainerNets(host string) ([]string, error) {
 //     through the switch controller's API when one runs (so its desired
 //     state follows), else straight into the pinned tables.
 func (tb *Testbed) Steer(ip netip.Addr, mac net.HardwareAddr, host string) error {
-	if !IsHost(host) {
-		return fmt.Errorf("%w: %q is not a host", ErrUnknownNode, host)
+	if !tb.IsHost(host) {
+		return tb.notHost(host)
 	}
+	spec, _ := tb.Spec(host)
 	if mac == nil {
 		mac = ContainerMAC(ip)
 	}
-	spec, _ := Spec(host)
 	if tb.Switch == SwitchEBPF {
 		return tb.steerEBPF(ip, mac, spec)
 	}

@@ -13,4 +13,5 @@ var (
 	ErrExists      = errors.New("already exists")
 	ErrNotFound    = errors.New("not found")
 	ErrBadSwitch   = errors.New("invalid switch kind")
+	ErrBadHosts    = errors.New("invalid number of hosts")
 )

@@ -211,13 +211,15 @@ type LinkRef struct {
 	Kind string `json:"kind"`
 }
 
-// ParseLink reads "NODE" (its data link), "NODE-data" or "NODE-mgmt".
+// ParseLink reads "NODE" (its data link), "NODE-data" or "NODE-mgmt", for
+// any node a testbed may have; whether this testbed has it, tb.parseLink
+// checks.
 func ParseLink(s string) (LinkRef, error) {
 	node, kind, ok := strings.Cut(s, "-")
 	if !ok {
 		kind = LinkData
 	}
-	if _, err := Spec(node); err != nil {
+	if _, err := PlannedSpec(node); err != nil {
 		return LinkRef{}, fmt.Errorf("%w: link %q: %w (links: NODE, NODE-data, NODE-mgmt)", ErrBadImpairment, s, err)
 	}
 	if kind != LinkData && kind != LinkMgmt {
@@ -226,10 +228,23 @@ func ParseLink(s string) (LinkRef, error) {
 	return LinkRef{Node: node, Kind: kind}, nil
 }
 
-// Links are every link that can be impaired, in a fixed order.
-func Links() []LinkRef {
+// parseLink is ParseLink for a link of this testbed.
+func (tb *Testbed) parseLink(s string) (LinkRef, error) {
+	l, err := ParseLink(s)
+	if err != nil {
+		return l, err
+	}
+	if _, err := tb.Spec(l.Node); err != nil {
+		return LinkRef{}, fmt.Errorf("%w: link %q: %w", ErrBadImpairment, s, err)
+	}
+	return l, nil
+}
+
+// Links are every link of the testbed that can be impaired, in a fixed
+// order.
+func (tb *Testbed) Links() []LinkRef {
 	var l []LinkRef
-	for _, n := range Nodes {
+	for _, n := range tb.Nodes() {
 		l = append(l, LinkRef{n.Name, LinkData}, LinkRef{n.Name, LinkMgmt})
 	}
 	return l
@@ -247,7 +262,7 @@ func (l LinkRef) NodeIf() string {
 
 // SwitchIf is the link's port in the switch namespace.
 func (l LinkRef) SwitchIf() string {
-	s, _ := Spec(l.Node)
+	s, _ := PlannedSpec(l.Node)
 	if l.Kind == LinkMgmt {
 		return s.MgmtPort()
 	}

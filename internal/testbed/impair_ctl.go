@@ -67,7 +67,7 @@ func (tb *Testbed) Impair(link string, im Impairment) error {
 // changes nothing; a replaced one leaves the link unimpaired for the few
 // milliseconds between removing the old and installing the new.
 func (tb *Testbed) ImpairWith(link string, im Impairment, mechanism string) error {
-	l, err := ParseLink(link)
+	l, err := tb.parseLink(link)
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func (tb *Testbed) ImpairWith(link string, im Impairment, mechanism string) erro
 // ClearImpairment removes link's impairment: the relay is stopped and its
 // filters removed, or the netem qdiscs deleted. A clean link is left alone.
 func (tb *Testbed) ClearImpairment(link string) error {
-	l, err := ParseLink(link)
+	l, err := tb.parseLink(link)
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func (tb *Testbed) ClearImpairment(link string) error {
 // ClearImpairments clears every link.
 func (tb *Testbed) ClearImpairments() error {
 	var errs []error
-	for _, l := range Links() {
+	for _, l := range tb.Links() {
 		errs = append(errs, tb.ClearImpairment(l.String()))
 	}
 	return errors.Join(errs...)
@@ -301,7 +301,7 @@ func lastLine(path string) string {
 // Impairments lists the impaired links, with whether each relay is alive.
 func (tb *Testbed) Impairments() ([]LinkImpairment, error) {
 	var out []LinkImpairment
-	for _, l := range Links() {
+	for _, l := range tb.Links() {
 		li, err := tb.readImpairment(l)
 		if err != nil {
 			return out, err

@@ -17,8 +17,8 @@ import (
 
 const probePort = 9797
 
-func dataAddr(node string, port int) (*net.UDPAddr, error) {
-	s, err := Spec(node)
+func (tb *Testbed) dataAddr(node string, port int) (*net.UDPAddr, error) {
+	s, err := tb.Spec(node)
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +36,7 @@ func (tb *Testbed) udp(node string, laddr *net.UDPAddr) (c *net.UDPConn, err err
 // MeasureRTT sends n UDP probes, every interval, from one node to an echo
 // in another and returns the round-trip times of those that came back.
 func (tb *Testbed) MeasureRTT(from, to string, n int, interval time.Duration) ([]time.Duration, error) {
-	dst, err := dataAddr(to, probePort)
+	dst, err := tb.dataAddr(to, probePort)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +55,7 @@ func (tb *Testbed) MeasureRTT(from, to string, n int, interval time.Duration) ([
 			_, _ = echo.WriteToUDP(buf[:k], a)
 		}
 	}()
-	src, err := dataAddr(from, 0)
+	src, err := tb.dataAddr(from, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (tb *Testbed) MeasureLoss(from, to string, n, size, pps int) ([]bool, error
 	if size < 8 {
 		size = 8
 	}
-	dst, err := dataAddr(to, probePort+1)
+	dst, err := tb.dataAddr(to, probePort+1)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func (tb *Testbed) MeasureLoss(from, to string, n, size, pps int) ([]bool, error
 			}
 		}
 	}()
-	src, err := dataAddr(from, 0)
+	src, err := tb.dataAddr(from, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (tb *Testbed) MeasureRate(from, to string, offered float64, dur time.Durati
 	const payload = 1472
 	pps := int(offered / (8 * (payload + 42)))
 	n := int(float64(pps) * dur.Seconds())
-	dst, err := dataAddr(to, probePort+2)
+	dst, err := tb.dataAddr(to, probePort+2)
 	if err != nil {
 		return RateResult{}, err
 	}
@@ -198,7 +198,7 @@ func (tb *Testbed) MeasureRate(from, to string, offered float64, dur time.Durati
 			frames++
 		}
 	}()
-	src, err := dataAddr(from, 0)
+	src, err := tb.dataAddr(from, 0)
 	if err != nil {
 		return RateResult{}, err
 	}
@@ -244,7 +244,7 @@ func Percentile(d []time.Duration, p float64) time.Duration {
 // its PRNG, and a drop pattern only repeats over the same frames.
 func (tb *Testbed) PinNeighbours(a, b string) error {
 	for _, p := range [][2]string{{a, b}, {b, a}} {
-		peer, err := Spec(p[1])
+		peer, err := tb.Spec(p[1])
 		if err != nil {
 			return err
 		}

@@ -21,8 +21,8 @@ func (tb *Testbed) ensurePKI() error {
 		return err
 	}
 	ids := map[string][]string{pki.Controller: {SwitchMgmtIP.String()}, pki.CLI: nil}
-	for _, h := range Hosts {
-		s, _ := Spec(h)
+	for _, h := range tb.Hosts() {
+		s, _ := tb.Spec(h)
 		ids[h] = []string{s.MgmtIP.String()}
 	}
 	for name, ips := range ids {

@@ -55,7 +55,9 @@ func killPrivateViews(prefix string) error {
 	views := map[string]bool{}
 	own, _ := privfs.MountNS("self")
 	initNS, _ := privfs.MountNS("1")
-	for _, h := range Hosts {
+	// Every host a testbed can have: Down works from the prefix alone,
+	// also when Up died before it saved how many hosts it was making.
+	for _, h := range HostNames(MaxHosts) {
 		pids, err := nsrun.Pids(prefix + "-" + h)
 		if err != nil {
 			continue // no such namespace (any more)

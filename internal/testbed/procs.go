@@ -88,8 +88,8 @@ func killWait(pid int) error {
 // falling back to the bare tables would leave the controller's desired
 // state behind once it returns.
 func (tb *Testbed) StartAgent(bin, host string) error {
-	if !IsHost(host) {
-		return fmt.Errorf("%w: %q is not a host", ErrUnknownNode, host)
+	if !tb.IsHost(host) {
+		return tb.notHost(host)
 	}
 	if tb.AgentPID(host) != 0 {
 		return fmt.Errorf("agent on %s already runs", host)

@@ -87,7 +87,7 @@ func RelayMain(prefix, link string, im Impairment) error {
 	if err != nil {
 		return err
 	}
-	l, err := ParseLink(link)
+	l, err := tb.parseLink(link)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func (tb *Testbed) Smoke(w io.Writer) (err error) {
 	addr := netip.AddrPortFrom(SmokeIP, 8080).String()
 	step := func(format string, a ...any) { fmt.Fprintf(w, "  - "+format+"\n", a...) }
 	defer func() {
-		for _, h := range Hosts {
+		for _, h := range tb.Hosts() {
 			_ = tb.RemoveContainerNet(h, name)
 		}
 	}()

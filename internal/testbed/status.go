@@ -69,7 +69,7 @@ func (s Status) Healthy() bool {
 func (tb *Testbed) Status() (Status, error) {
 	st := Status{Prefix: tb.Prefix, Switch: tb.switchStatus()}
 	nodes := []string{Switch}
-	for _, n := range Nodes {
+	for _, n := range tb.Nodes() {
 		nodes = append(nodes, n.Name)
 	}
 	for _, n := range nodes {
@@ -79,7 +79,7 @@ func (tb *Testbed) Status() (Status, error) {
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
-	for _, h := range Hosts {
+	for _, h := range tb.Hosts() {
 		names, err := tb.ContainerNets(h)
 		if err != nil {
 			return st, err

@@ -71,12 +71,19 @@ func (tb *Testbed) SwitchDir() string { return filepath.Join(tb.Dir(), Switch) }
 // the testbed's namespaces.
 func (tb *Testbed) ControllerSocket() string { return filepath.Join(tb.SwitchDir(), "controller.sock") }
 
+// ControllerConfig is the switch controller configuration of the default
+// testbed (two hosts): see controllerConfig.
+func ControllerConfig() *controller.Config { return controllerConfig(Nodes) }
+
 // ControllerConfig is the switch controller configuration of the testbed:
-// the three data ports, named after their nodes, and a forward + arp entry
-// per node.
-func ControllerConfig() *controller.Config {
+// a data port per edge node, named after it (agents steer to a host by its
+// name), and a forward + arp entry per node, which also keeps the nodes'
+// addresses out of the controller's name registry.
+func (tb *Testbed) ControllerConfig() *controller.Config { return controllerConfig(tb.Nodes()) }
+
+func controllerConfig(nodes []NodeSpec) *controller.Config {
 	cfg := &controller.Config{ContainerNet: DataNet.String()}
-	for _, n := range Nodes {
+	for _, n := range nodes {
 		p := controller.PortRef(n.Name)
 		cfg.Ports = append(cfg.Ports, controller.PortConfig{Number: n.Port, Interface: n.DataPort(), Name: n.Name})
 		cfg.Addresses = append(cfg.Addresses, controller.AddressConfig{IP: n.DataIP.String(),
@@ -110,12 +117,12 @@ func (tb *Testbed) setupDataplane() error {
 		return err
 	}
 	defer dp.Close()
-	for _, n := range Nodes {
+	for _, n := range tb.Nodes() {
 		if err := dp.AttachPort(n.Port, n.DataPort()); err != nil {
 			return fmt.Errorf("switch port %d: %w", n.Port, err)
 		}
 	}
-	for _, n := range Nodes {
+	for _, n := range tb.Nodes() {
 		if err := dp.SetAddress(n.DataIP, dataplane.AddressEntry{
 			Forward: &dataplane.Forward{Port: n.Port},
 			ARP:     &dataplane.ARP{Port: n.Port},
@@ -141,7 +148,7 @@ func (tb *Testbed) StartController(bin string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	cfgYAML, err := yaml.Marshal(ControllerConfig())
+	cfgYAML, err := yaml.Marshal(tb.ControllerConfig())
 	if err != nil {
 		return err
 	}

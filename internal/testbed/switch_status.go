@@ -40,7 +40,7 @@ func (tb *Testbed) switchStatus() SwitchStatus {
 	}
 	ss.PinPath = tb.PinPath()
 	names := map[uint32]string{}
-	for _, n := range Nodes {
+	for _, n := range tb.Nodes() {
 		names[n.Port] = n.Name
 	}
 	if tb.controllerRunning() {
@@ -85,7 +85,7 @@ func (tb *Testbed) switchStatus() SwitchStatus {
 	for _, p := range ss.Ports {
 		attached[p.Number] = true
 	}
-	for _, n := range Nodes {
+	for _, n := range tb.Nodes() {
 		if !attached[n.Port] {
 			ss.Problems = append(ss.Problems, fmt.Sprintf("port %d (%s) not attached", n.Port, n.DataPort()))
 		}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -48,6 +49,9 @@ type Config struct {
 	// each agent a plain listener on AgentPlainPort (migrations with
 	// transport plain, for comparisons). NoAuth implies it.
 	Insecure bool
+	// Hosts is how many hosts run containers, MinHosts to MaxHosts; 0 is
+	// DefaultHosts (hostA and hostB).
+	Hosts int
 }
 
 // Testbed is a handle on a built testbed. It holds no open resources, so it
@@ -66,6 +70,43 @@ type Testbed struct {
 	TLS bool `json:"tls,omitempty"`
 	// Insecure: see Config.Insecure.
 	Insecure bool `json:"insecure,omitempty"`
+	// HostCount is how many hosts the testbed has (tb.Hosts names them);
+	// 0 in state written before it could have more than DefaultHosts.
+	HostCount int `json:"hosts,omitempty"`
+}
+
+// Hosts are the testbed's hosts: hostA, hostB, ...
+func (tb *Testbed) Hosts() []string { return HostNames(tb.hostCount()) }
+
+// Nodes is the plan of the testbed's edge nodes, in switch port order.
+func (tb *Testbed) Nodes() []NodeSpec {
+	nodes, err := PlanNodes(tb.hostCount())
+	if err != nil {
+		panic(err) // hostCount is validated by Up and Open
+	}
+	return nodes
+}
+
+// IsHost reports whether node is one of the testbed's hosts.
+func (tb *Testbed) IsHost(node string) bool {
+	return slices.Contains(tb.Hosts(), node)
+}
+
+// Spec returns the plan of one of the testbed's edge nodes.
+func (tb *Testbed) Spec(node string) (NodeSpec, error) {
+	return findSpec(tb.Nodes(), node)
+}
+
+func (tb *Testbed) hostCount() int {
+	if tb.HostCount == 0 {
+		return DefaultHosts
+	}
+	return tb.HostCount
+}
+
+// notHost is the error for a node that is not one of the testbed's hosts.
+func (tb *Testbed) notHost(node string) error {
+	return fmt.Errorf("%w: %q is not a host of testbed %s (hosts: %s)", ErrUnknownNode, node, tb.Prefix, strings.Join(tb.Hosts(), ", "))
 }
 
 // crashAfterStep makes Up stop after that many steps without cleaning up,
@@ -90,6 +131,12 @@ func Up(cfg Config) (tb *Testbed, err error) {
 	if cfg.Switch != SwitchEBPF && cfg.Switch != SwitchBridge {
 		return nil, fmt.Errorf("%w: %q (want %s or %s)", ErrBadSwitch, cfg.Switch, SwitchEBPF, SwitchBridge)
 	}
+	if cfg.Hosts == 0 {
+		cfg.Hosts = DefaultHosts
+	}
+	if err := ValidateHosts(cfg.Hosts); err != nil {
+		return nil, err
+	}
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
@@ -98,7 +145,7 @@ func Up(cfg Config) (tb *Testbed, err error) {
 			cfg.Prefix, ErrExists, strings.Join(left, ", "), cfg.Prefix)
 	}
 	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC(), Switch: cfg.Switch, NoAuth: cfg.NoAuth, PrivateFS: cfg.PrivateFS,
-		TLS: cfg.AgentBinary != "", Insecure: cfg.Insecure || cfg.NoAuth}
+		TLS: cfg.AgentBinary != "", Insecure: cfg.Insecure || cfg.NoAuth, HostCount: cfg.Hosts}
 	// Root-only: it holds the token, the CA key and the agents' state.
 	if err := os.MkdirAll(tb.Dir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", tb.Dir(), err)
@@ -115,7 +162,7 @@ func Up(cfg Config) (tb *Testbed, err error) {
 		func() error { return tb.makeNode(Switch) },
 		tb.setupSwitch,
 	}
-	for _, n := range Nodes {
+	for _, n := range tb.Nodes() {
 		steps = append(steps, func() error { return tb.makeNode(n.Name) }, func() error { return tb.linkNode(n) })
 	}
 	if tb.Switch == SwitchEBPF {
@@ -166,6 +213,9 @@ func Open(prefix string) (*Testbed, error) {
 	}
 	if tb.Switch == "" {
 		tb.Switch = SwitchBridge // state written before the eBPF switch existed
+	}
+	if err := ValidateHosts(tb.hostCount()); err != nil {
+		return nil, fmt.Errorf("testbed state %s: %w", prefix, err)
 	}
 	return tb, nil
 }
@@ -220,8 +270,8 @@ func (tb *Testbed) Dir() string { return filepath.Join(RunDir, tb.Prefix) }
 // a container given as "HOST/NAME".
 func (tb *Testbed) Netns(node string) (string, error) {
 	if host, name, ok := strings.Cut(node, "/"); ok {
-		if !IsHost(host) {
-			return "", fmt.Errorf("%w: %q is not a host (hosts: hostA, hostB)", ErrUnknownNode, host)
+		if !tb.IsHost(host) {
+			return "", tb.notHost(host)
 		}
 		if err := ValidateContainerName(name); err != nil {
 			return "", err
@@ -229,7 +279,7 @@ func (tb *Testbed) Netns(node string) (string, error) {
 		return tb.containerNetns(host, name), nil
 	}
 	if node != Switch {
-		if _, err := Spec(node); err != nil {
+		if _, err := tb.Spec(node); err != nil {
 			return "", err
 		}
 	}

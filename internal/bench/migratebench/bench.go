@@ -156,7 +156,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	clients := map[string]*agent.Client{}
-	for _, h := range testbed.Hosts {
+	for _, h := range tb.Hosts() {
 		clients[h] = agent.NewClient("unix://"+tb.AgentSocket(h), agent.ClientOptions{Token: tok})
 	}
 	if o.Image {

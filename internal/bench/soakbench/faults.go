@@ -178,7 +178,7 @@ func (in *injector) run(ctx context.Context) error {
 		}
 		// The source agent's connections to the destination agent: the
 		// prepare request or the image stream, whichever is open.
-		dst, _ := testbed.Spec(in.to)
+		dst, _ := tb.Spec(in.to)
 		ns, _ := tb.Netns(in.from)
 		out, err := exec.Command("ip", "netns", "exec", ns, "ss", "-K", "-t", "dst", dst.MgmtIP.String(),
 			"dport", "=", strconv.Itoa(testbed.AgentPort)).CombinedOutput()

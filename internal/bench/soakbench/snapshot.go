@@ -125,7 +125,7 @@ func (s *soak) hostSnapshot() Host {
 			}
 		}
 	}
-	for _, host := range testbed.Hosts {
+	for _, host := range s.tb.Hosts() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		l, err := s.clients[host].List(ctx)
 		cancel()
@@ -230,7 +230,7 @@ type Proc struct {
 
 func (s *soak) procSamples(n int) []Proc {
 	var out []Proc
-	for _, h := range testbed.Hosts {
+	for _, h := range s.tb.Hosts() {
 		out = append(out, procSample(n, "agent-"+h, s.tb.AgentPID(h), s.tb.AgentSocket(h)))
 	}
 	return append(out, procSample(n, "controller", s.tb.ControllerPID(), s.tb.ControllerSocket()))

@@ -139,7 +139,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return s.res, err
 	}
-	for _, h := range testbed.Hosts {
+	for _, h := range tb.Hosts() {
 		s.clients[h] = agent.NewClient("unix://"+tb.AgentSocket(h), agent.ClientOptions{Token: tok})
 	}
 	s.res.HostStart = s.hostSnapshot()
@@ -342,7 +342,7 @@ func (s *soak) locate(ctx context.Context, name string, timeout time.Duration) (
 	for {
 		var running []string
 		var states []string
-		for _, h := range testbed.Hosts {
+		for _, h := range s.tb.Hosts() {
 			gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			info, err := s.clients[h].Get(gctx, name)
 			cancel()
@@ -421,7 +421,7 @@ func (s *soak) retire(c *ctr) {
 		s.res.addConn(cn.Stop(context.Background(), 3*time.Second))
 	}
 	c.conns = nil
-	for _, h := range testbed.Hosts {
+	for _, h := range s.tb.Hosts() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_ = s.clients[h].Remove(ctx, c.name)
 		cancel()
@@ -435,7 +435,7 @@ func (s *soak) finish() {
 		s.retire(s.cur)
 		s.cur = nil
 	}
-	for _, h := range testbed.Hosts {
+	for _, h := range s.tb.Hosts() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		l, _ := s.clients[h].List(ctx)
 		for _, c := range l {

@@ -157,7 +157,7 @@ const benchToken = "switchbench"
 // in-process controller (the same code `cflow switch serve` runs) listening
 // on 198.19.0.1:5000 in the switch namespace.
 func startController(tb *testbed.Testbed) (*benchController, func() error, error) {
-	ctl, err := controller.New(controller.Options{Config: testbed.ControllerConfig(), PinPath: tb.PinPath(),
+	ctl, err := controller.New(controller.Options{Config: tb.ControllerConfig(), PinPath: tb.PinPath(),
 		Netns: "/run/netns/" + tb.Prefix + "-" + testbed.Switch, StatePath: tb.SwitchDir() + "/bench-state.db",
 		Token: benchToken, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -32,7 +32,7 @@ var (
 // switch, and counts the connection-table entries per member.
 func measureLB(ctx context.Context, tb *testbed.Testbed, bc *controller.Controller, client *controller.Client, flows int) (LBResult, error) {
 	res := LBResult{Members: map[string]int{}, Method: "one UDP datagram per client port from the client node to the VIP; flows counted per member in the connection table"}
-	hostB, _ := testbed.Spec(testbed.HostB)
+	hostB, _ := tb.Spec(testbed.HostB)
 	ops := []controller.Op{{Op: "set_address", IP: lbVIP.String(), ARP: &controller.ARPSpec{ReplyMAC: lbMAC}}}
 	var members []controller.MemberSpec
 	for _, m := range lbMembers {
