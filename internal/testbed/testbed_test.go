@@ -35,6 +35,12 @@ func upForTest(t *testing.T) *Testbed { return upForTestMode(t, "") }
 
 // upForTestMode is upForTest with a switch kind ("" for the default).
 func upForTestMode(t *testing.T, kind string) *Testbed {
+	return upForTestConfig(t, Config{Switch: kind})
+}
+
+// upForTestConfig is upForTest with a configuration (its prefix is chosen
+// here).
+func upForTestConfig(t *testing.T, cfg Config) *Testbed {
 	t.Helper()
 	requireRoot(t)
 	p := testPrefix(t)
@@ -44,7 +50,8 @@ func upForTestMode(t *testing.T, kind string) *Testbed {
 		}
 		assertGone(t, p)
 	})
-	tb, err := Up(Config{Prefix: p, Switch: kind})
+	cfg.Prefix = p
+	tb, err := Up(cfg)
 	if err != nil {
 		t.Fatalf("up: %v", err)
 	}
@@ -107,12 +114,12 @@ func forEachSwitch(t *testing.T, fn func(t *testing.T, tb *Testbed)) {
 }
 
 func testHostsReachEachOther(t *testing.T, tb *Testbed) {
-	for _, n := range Nodes {
+	for _, n := range tb.Nodes() {
 		serveHello(t, tb, n.Name, n.DataIP.String()+":7000", n.Name)
 		serveHello(t, tb, n.Name, n.MgmtIP.String()+":7001", n.Name+"-mgmt")
 	}
-	for _, from := range Nodes {
-		for _, to := range Nodes {
+	for _, from := range tb.Nodes() {
+		for _, to := range tb.Nodes() {
 			if from.Name == to.Name {
 				continue
 			}
