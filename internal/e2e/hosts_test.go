@@ -24,8 +24,8 @@ import (
 // peer, a switch port per host known to the controller by the host's name.
 // A container holding a live stream to the client moves hostA -> hostC ->
 // hostD through the agents (mutual TLS between them, steering through the
-// controller), and the stream answers after every move without losing a
-// record. Down then leaves no namespace, process or state behind.
+// controller; hostC's agent restarted in between), and the stream answers
+// after every move without losing a record. Down then leaves no namespace, process or state behind.
 func TestFourHostsMigration(t *testing.T) {
 	tbtest.RequireRoot(t, "the testbed, runc and CRIU")
 	self, err := os.Executable()
@@ -112,6 +112,22 @@ func TestFourHostsMigration(t *testing.T) {
 		}
 		waitAnswers(t, conn)
 		t.Logf("%s -> %s: total %.0f ms, the stream answers", from, to, res.Record.TotalMs)
+		if to == C {
+			// A restarted agent of an added host gets its peers and
+			// certificate again, and adopts the container.
+			if err := tb.KillAgent(C); err != nil {
+				t.Fatal(err)
+			}
+			if err := opened.StartAgent(self, C); err != nil {
+				t.Fatal(err)
+			}
+			if info, err := ag[C].Get(ctx, "s"); err != nil || info.State != agent.StateRunning {
+				t.Fatalf("after its agent's restart, hostC has %+v (%v)", info, err)
+			}
+		}
+	}
+	if err := tb.StartAgent(self, "hostE"); !errors.Is(err, testbed.ErrUnknownNode) {
+		t.Errorf("agent on hostE of a four-host testbed: %v", err)
 	}
 
 	// hostD's certificate holds for its management address: the CLI's
