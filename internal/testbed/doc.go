@@ -1,5 +1,6 @@
-// Package testbed builds the seed experiment's three-node testbed on one
-// machine out of network namespaces:
+// Package testbed builds the seed experiment's testbed on one machine out
+// of network namespaces: two hosts and a client behind a switch, or more
+// hosts (hostC, hostD, ...; Config.Hosts, addr.go) on further switch ports:
 //
 //	+-------------------- switch ---------------------+
 //	|  eBPF switch or br0          mgmt (198.19.0.1)  |
@@ -21,7 +22,7 @@
 // which is reserved for benchmarking; no namespace has a route anywhere else.
 //
 // The data plane is the eBPF switch by default (Config.Switch): the
-// program of internal/dataplane on the three data ports, pinned in bpffs per
+// program of internal/dataplane on the data ports (one per node), pinned in bpffs per
 // testbed, with every node's address programmed; given the cflow binary, Up
 // also runs the switch controller (cflow switch serve) on 198.19.0.1:5000
 // before the agents, which then steer through its API. The alternative is
