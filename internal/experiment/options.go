@@ -66,8 +66,14 @@ func (o *Options) Validate() error {
 		return bad("no cflow binary to run agents and the workload with")
 	}
 	for link, im := range o.Impair {
-		if _, err := testbed.ParseLink(link); err != nil {
+		l, err := testbed.ParseLink(link)
+		if err != nil {
 			return bad("%v", err)
+		}
+		// ParseLink knows every host a testbed may have; the
+		// experiment's has the default two.
+		if _, err := testbed.Spec(l.Node); err != nil {
+			return bad("link %s: %v", link, err)
 		}
 		if err := im.Validate(); err != nil {
 			return bad("impairment of %s: %v", link, err)

@@ -80,10 +80,15 @@ func TestParseImpairment(t *testing.T) {
 			t.Errorf("link %q: %v %v", in, l, err)
 		}
 	}
-	for _, in := range []string{"switch", "hostC", "hostA-ctl", "", "client-"} {
+	// hostC is a link some testbed may have (whether this one does,
+	// tb.parseLink checks: TestPlanForManyHosts); hostQ none.
+	for _, in := range []string{"switch", "hostQ", "hostA-ctl", "", "client-"} {
 		if _, err := ParseLink(in); !errors.Is(err, ErrBadImpairment) {
 			t.Errorf("link %q: want ErrBadImpairment, got %v", in, err)
 		}
+	}
+	if l, err := ParseLink("hostC-mgmt"); err != nil || l.SwitchIf() != "mg-hostC" {
+		t.Errorf("link hostC-mgmt: %v %v", l, err)
 	}
 }
 
