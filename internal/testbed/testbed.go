@@ -82,7 +82,9 @@ func (tb *Testbed) Hosts() []string { return HostNames(tb.hostCount()) }
 func (tb *Testbed) Nodes() []NodeSpec {
 	nodes, err := PlanNodes(tb.hostCount())
 	if err != nil {
-		panic(err) // hostCount is validated by Up and Open
+		// Up and Open never hand out such a handle: one made by hand is
+		// a programming error, and any plan returned would be a guess.
+		panic(fmt.Sprintf("testbed %s: %v", tb.Prefix, err))
 	}
 	return nodes
 }
