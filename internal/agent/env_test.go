@@ -74,11 +74,11 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	peers := map[string]string{}
-	for _, h := range testbed.Hosts {
+	for _, h := range tb.Hosts() {
 		peers[h] = testbed.AgentURL(h)
 	}
 	token := "test-token"
-	for _, h := range testbed.Hosts {
+	for _, h := range tb.Hosts() {
 		hostNs, _ := tb.Netns(h)
 		dir := filepath.Join(base, h)
 		self, _ := os.Executable()
@@ -103,7 +103,7 @@ func (e *env) startAgent(h string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	spec, _ := testbed.Spec(h)
+	spec, _ := e.tb.Spec(h)
 	l, err := e.tb.Listen(h, "tcp4", fmt.Sprintf("%s:%d", spec.MgmtIP, testbed.AgentPort))
 	if err != nil {
 		e.t.Fatal(err)
