@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -113,34 +114,7 @@ func TestMetricsFamilies(t *testing.T) {
 		t.Fatalf("parse: %v", err)
 	}
 	value := func(name string, labels map[string]string) (float64, bool) {
-		f := fams[name]
-		if f == nil {
-			return 0, false
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			if have["host"] != "hostB" {
-				t.Errorf("%s without host=hostB: %v", name, have)
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue metrics
-				}
-			}
-			switch {
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue(), true
-			case m.Counter != nil:
-				return m.GetCounter().GetValue(), true
-			case m.Histogram != nil:
-				return float64(m.GetHistogram().GetSampleCount()), true
-			}
-		}
-		return 0, false
+		return familyValue(t, fams, "hostB", name, labels)
 	}
 	for _, c := range []struct {
 		name   string
@@ -170,4 +144,39 @@ func TestMetricsFamilies(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		t.Errorf("content type %q", ct)
 	}
+}
+
+// familyValue returns the value of the first series of a family whose
+// labels include labels (a histogram's sample count), checking that every
+// series carries host.
+func familyValue(t *testing.T, fams map[string]*dto.MetricFamily, host, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+metrics:
+	for _, m := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		if have["host"] != host {
+			t.Errorf("%s without host=%s: %v", name, host, have)
+		}
+		for k, v := range labels {
+			if have[k] != v {
+				continue metrics
+			}
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount()), true
+		}
+	}
+	return 0, false
 }
