@@ -1,16 +1,20 @@
 package agent
 
 import (
+	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/containerflow/containerflow/internal/migration"
 	"github.com/containerflow/containerflow/internal/runtime"
 )
 
@@ -179,4 +183,29 @@ metrics:
 		}
 	}
 	return 0, false
+}
+
+// waitMigrations waits until an agent's cflow_agent_migrations_total
+// shows want for each result of role: a destination counts a post-copy's
+// success at its last page, in the background.
+func waitMigrations(t *testing.T, c *Client, host, role string, want map[string]float64) {
+	t.Helper()
+	var got map[string]float64
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		fams, err := c.Metrics(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = map[string]float64{}
+		for _, res := range []string{migration.StatusSuccess, migration.StatusRolledBack, migration.StatusFailed} {
+			got[res], _ = familyValue(t, fams, host, "cflow_agent_migrations_total", map[string]string{"role": role, "result": res})
+		}
+		if maps.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s as %s: migrations %v, want %v", host, role, got, want)
+			return
+		}
+	}
 }
