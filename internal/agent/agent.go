@@ -77,7 +77,15 @@ type Config struct {
 	// CRIULogLevel is the direct engine's CRIU log level (0 means 4:
 	// every step timestamped, which docs/migration.md's profile reads).
 	CRIULogLevel int32
-	Log          *slog.Logger
+	// Capacity is what this host offers its containers' requests
+	// (capacity.go); a zero field means the machine's own (its CPUs, its
+	// memory). Hosts that share a machine, as the testbed's do, are each
+	// given their share.
+	Capacity Amount
+	// UsageInterval is how often the containers' CPU and memory use is
+	// sampled (DefaultUsageInterval if zero).
+	UsageInterval time.Duration
+	Log           *slog.Logger
 }
 
 // ContainerSpec is what a client asks to run.
@@ -148,6 +156,13 @@ type ContainerInfo struct {
 	// container's memory from its previous host, on which it depends
 	// until then.
 	PagesPending bool `json:"pages_pending,omitempty"`
+	// Requests are what the container holds of its host's capacity: its
+	// resources (which are also its cgroup limits), 0 where it sets none.
+	Requests Amount `json:"requests"`
+	// Usage is what it used at the agent's last sample: CPUs averaged
+	// over the sampling interval, memory as its working set. Absent until
+	// two samples of it were taken, and while it does not run.
+	Usage *Amount `json:"usage,omitempty"`
 
 	RunStatus // exit code, restarts (lifecycle.go)
 }
@@ -158,6 +173,7 @@ type entry struct {
 	pages    *runtime.PostCopy // post-copy: the memory still coming from the previous host
 	out      *localSource      // source side of the migration under way
 	from     string            // the host it last arrived from (its settle comes from there)
+	counted  bool              // its incoming migration's end is counted (metrics.go)
 }
 
 // Agent is one host's daemon.
@@ -178,6 +194,9 @@ type Agent struct {
 	movingTo map[string]string // container -> the destination it is leaving (or left) for
 	peersMu  sync.Mutex
 	peers    map[string]*Client // one per peer and transport, so connections are reused
+
+	usage   *usageSampler // usage.go
+	metrics *agentMetrics // metrics.go
 }
 
 // New creates an agent and re-adopts containers a previous run left
@@ -198,8 +217,14 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	var cb criu.Binary
+	if cfg.UsageInterval <= 0 {
+		cfg.UsageInterval = DefaultUsageInterval
+	}
 	var err error
+	if cfg.Capacity, err = resolveCapacity(cfg.Capacity); err != nil {
+		return nil, err
+	}
+	var cb criu.Binary
 	if cfg.CRIU == "" {
 		cb, _, err = criu.Find(context.Background())
 	} else {
@@ -232,10 +257,12 @@ func New(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 	}
-	a := &Agent{cfg: cfg, rt: rt, log: cfg.Log.With("agent", cfg.Name), containers: map[string]*entry{}}
+	a := &Agent{cfg: cfg, rt: rt, log: cfg.Log.With("agent", cfg.Name), containers: map[string]*entry{}, usage: &usageSampler{}}
+	a.metrics = newAgentMetrics(a)
 	rt.SetExitHandler(a.containerExited)
 	a.adopt()
 	a.adoptLifecycle()
+	a.startSampling(cfg.UsageInterval)
 	return a, nil
 }
 
@@ -351,6 +378,12 @@ func (a *Agent) reserve(s ContainerSpec, state string) (*entry, error) {
 			return nil, fmt.Errorf("%w: address %s is used by container %s", ErrConflict, s.IP, e.info.Name)
 		}
 	}
+	// Checked under the same lock as the name, so two admissions cannot
+	// both take the last of the room.
+	if err := a.fitsLocked(s); err != nil {
+		a.metrics.refused(state)
+		return nil, err
+	}
 	e := &entry{info: ContainerInfo{ContainerSpec: s, Host: a.cfg.Name, State: state, Netns: a.netns(s.Name)}}
 	a.containers[s.Name] = e
 	return e, nil
@@ -452,24 +485,32 @@ func (a *Agent) discard(ctx context.Context, name string) error {
 	return err
 }
 
-// Get returns one container.
+// Get returns one container, with its requests and its last measured use.
 func (a *Agent) Get(name string) (ContainerInfo, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	e, ok := a.containers[name]
+	var info ContainerInfo
+	if ok {
+		info = e.info
+	}
+	a.mu.Unlock()
 	if !ok {
 		return ContainerInfo{}, fmt.Errorf("%w: container %s on %s", ErrNotFound, name, a.cfg.Name)
 	}
-	return e.info, nil
+	return a.withUsage(info), nil
 }
 
-// List returns every container, sorted by name.
+// List returns every container, sorted by name, with its requests and its
+// last measured use.
 func (a *Agent) List() []ContainerInfo {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	out := make([]ContainerInfo, 0, len(a.containers))
 	for _, e := range a.containers {
 		out = append(out, e.info)
+	}
+	a.mu.Unlock()
+	for i := range out {
+		out[i] = a.withUsage(out[i])
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -483,8 +524,12 @@ func (a *Agent) Signal(ctx context.Context, name string, sig syscall.Signal) err
 	return a.rt.Signal(ctx, name, sig)
 }
 
-// Close leaves containers running; a new agent adopts them.
-func (a *Agent) Close() error { return nil }
+// Close stops the agent's background sampling; containers keep running,
+// and a new agent adopts them.
+func (a *Agent) Close() error {
+	a.usage.close()
+	return nil
+}
 
 // RemoveAll deletes every container (used when the agent owns the host's
 // whole life, as in tests and the testbed's teardown).

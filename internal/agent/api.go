@@ -17,6 +17,7 @@ import (
 
 	"github.com/containerflow/containerflow/internal/audit"
 	"github.com/containerflow/containerflow/internal/httpserve"
+	"github.com/containerflow/containerflow/internal/migration"
 )
 
 // StreamIdleTimeout cuts an image stream or upload whose sender has sent
@@ -40,6 +41,9 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/host", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.hostStats())
 	})
+	// A read like GET /v1/host: over TLS any certificate of the CA, on the
+	// unix socket root (docs/metrics.md, docs/security.md).
+	mux.Handle("GET /metrics", a.metrics.handler())
 	mux.HandleFunc("GET /v1/containers", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.List())
 	})
@@ -91,6 +95,16 @@ func (a *Agent) Handler() http.Handler {
 		status := http.StatusOK
 		if err != nil && rec.Status != "success" {
 			status = http.StatusInternalServerError
+		}
+		var ce *CapacityError
+		if errors.As(err, &ce) {
+			// The record, and why: the destination had no room.
+			writeJSON(w, http.StatusConflict, struct {
+				*migration.Record
+				Reason  string         `json:"reason"`
+				Refused *CapacityError `json:"refused"`
+			}{rec, ReasonCapacity, ce})
+			return
 		}
 		writeJSON(w, status, rec)
 	})))
@@ -170,7 +184,9 @@ func (a *Agent) auth(h http.HandlerFunc) http.Handler {
 	})
 }
 
-// HostStats is what GET /v1/host reports.
+// HostStats is what GET /v1/host reports. CPUs, LoadAvg and Mem* are the
+// machine's; Capacity to UsageAt are this host's share and its containers'
+// (capacity.go, usage.go).
 type HostStats struct {
 	Host        string     `json:"host"`
 	Containers  int        `json:"containers"`
@@ -181,10 +197,32 @@ type HostStats struct {
 	ImagesDir   string     `json:"images_dir"`
 	Time        time.Time  `json:"time"`
 	AgentGoVers string     `json:"agent_go_version"`
+
+	// Capacity is what the host offers its containers' requests.
+	Capacity Amount `json:"capacity"`
+	// Requested sums the requests of the containers that hold capacity
+	// (running, migrating, incoming, and exited ones about to restart).
+	Requested Amount `json:"requested"`
+	// Free is Capacity less Requested: what the next container may
+	// request. Negative when the capacity was lowered under containers
+	// already there (they are not evicted).
+	Free Amount `json:"free"`
+	// Used sums what the running containers used at the last sample
+	// (UsageAt), every UsageIntervalS seconds.
+	Used           Amount    `json:"used"`
+	UsageAt        time.Time `json:"usage_at"`
+	UsageIntervalS float64   `json:"usage_interval_s"`
 }
 
 func (a *Agent) hostStats() HostStats {
 	st := HostStats{Host: a.cfg.Name, Containers: len(a.List()), CPUs: runtime.NumCPU(), ImagesDir: a.cfg.ImagesDir, Time: time.Now().UTC(), AgentGoVers: runtime.Version()}
+	a.mu.Lock()
+	reqMilli, reqMem := a.requestedLocked()
+	a.mu.Unlock()
+	st.Capacity, st.Requested = a.cfg.Capacity, fromMilli(reqMilli, reqMem)
+	st.Free = fromMilli(milliCPUs(a.cfg.Capacity.CPUs)-reqMilli, a.cfg.Capacity.MemoryBytes-reqMem)
+	st.Used, st.UsageAt = a.used()
+	st.UsageIntervalS = a.cfg.UsageInterval.Seconds()
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		f := strings.Fields(string(b))
 		for i := 0; i < 3 && i < len(f); i++ {
@@ -256,6 +294,11 @@ func writeErr(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, ErrForbidden):
 		code = http.StatusForbidden
+	}
+	var ce *CapacityError
+	if errors.As(err, &ce) {
+		writeJSON(w, code, map[string]any{"error": err.Error(), "reason": ReasonCapacity, "refused": ce})
+		return
 	}
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }

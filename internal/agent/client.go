@@ -12,6 +12,10 @@ import (
 	"strings"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/containerflow/containerflow/internal/nsrun"
 	"github.com/containerflow/containerflow/internal/runtime"
 )
@@ -100,9 +104,33 @@ type APIError struct {
 	Status   int
 	Msg      string
 	Switched bool // a failed restore had already taken the address
+	// Reason is ReasonCapacity when the container did not fit (409), with
+	// Refused saying what it asked and what was free.
+	Reason  string
+	Refused *CapacityError
 }
 
 func (e *APIError) Error() string { return fmt.Sprintf("agent: %s (HTTP %d)", e.Msg, e.Status) }
+
+// Unwrap lets errors.As find a capacity refusal in an answer.
+func (e *APIError) Unwrap() error {
+	if e.Refused == nil {
+		return nil
+	}
+	return e.Refused
+}
+
+// errorBody is the JSON of an error answer.
+type errorBody struct {
+	Error    string         `json:"error"`
+	Switched bool           `json:"switched"`
+	Reason   string         `json:"reason"`
+	Refused  *CapacityError `json:"refused"`
+}
+
+func (b errorBody) apiError(status int) *APIError {
+	return &APIError{Status: status, Msg: b.Error, Switched: b.Switched, Reason: b.Reason, Refused: b.Refused}
+}
 
 func (c *Client) request(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
@@ -146,14 +174,11 @@ func decodeResp(resp *http.Response, out any) error {
 		return err
 	}
 	if resp.StatusCode >= 300 {
-		var e struct {
-			Error    string `json:"error"`
-			Switched bool   `json:"switched"`
-		}
+		var e errorBody
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(b))
 		}
-		return &APIError{Status: resp.StatusCode, Msg: e.Error, Switched: e.Switched}
+		return e.apiError(resp.StatusCode)
 	}
 	if out == nil {
 		return nil
@@ -219,15 +244,14 @@ func (c *Client) Migrate(ctx context.Context, name string, req MigrateRequest) (
 		return nil, err
 	}
 	var res MigrationResult
+	var e errorBody // also beside a record: the reason of a refusal
+	_ = json.Unmarshal(body, &e)
 	if err := json.Unmarshal(body, &res.Record); err != nil || res.Record.Status == "" {
-		var e struct {
-			Error string `json:"error"`
-		}
-		_ = json.Unmarshal(body, &e)
-		return nil, &APIError{Status: resp.StatusCode, Msg: e.Error}
+		return nil, e.apiError(resp.StatusCode)
 	}
 	if res.Record.Status != "success" {
-		return &res, &APIError{Status: resp.StatusCode, Msg: res.Record.Error}
+		e.Error = res.Record.Error
+		return &res, e.apiError(resp.StatusCode)
 	}
 	return &res, nil
 }
@@ -250,4 +274,29 @@ func (c *Client) Host(ctx context.Context) (HostStats, error) {
 	var st HostStats
 	err := c.do(ctx, "GET", "/v1/host", nil, &st)
 	return st, err
+}
+
+// MetricsText returns the agent's Prometheus metrics as it serves them
+// (text format).
+func (c *Client) MetricsText(ctx context.Context) ([]byte, error) {
+	resp, err := c.request(ctx, "GET", "/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		return nil, decodeResp(resp, nil)
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+}
+
+// Metrics returns the agent's Prometheus metrics, parsed: family name ->
+// family.
+func (c *Client) Metrics(ctx context.Context) (map[string]*dto.MetricFamily, error) {
+	b, err := c.MetricsText(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(bytes.NewReader(b))
 }

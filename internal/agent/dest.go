@@ -30,6 +30,9 @@ type remoteDest struct {
 	f     *faults
 	st    *transfer.Stream // the last image stream opened
 	wait  time.Duration    // for the outcome of a stream whose answer was lost
+	// prepErr is the destination's answer to the prepare, when it
+	// refused: a refusal for capacity is told apart from other failures.
+	prepErr error
 }
 
 // wireBytes is what the image stream put on the wire (compressed, with
@@ -42,7 +45,8 @@ func (d *remoteDest) wireBytes() int64 {
 }
 
 func (d *remoteDest) Prepare(ctx context.Context) error {
-	return d.c.do(ctx, "POST", "/v1/migrations", d.prep, nil)
+	d.prepErr = d.c.do(ctx, "POST", "/v1/migrations", d.prep, nil)
+	return d.prepErr
 }
 
 // Open starts the image stream: one HTTP request whose body is a tar of
@@ -466,7 +470,13 @@ func (a *Agent) followPages(e *entry, pc *runtime.PostCopy, dir string) {
 		a.mu.Lock()
 		e.info.PagesPending = false
 		ours := a.containers[name] == e
+		committed := e.incoming == nil
 		a.mu.Unlock()
+		if err == nil && committed {
+			a.incomingEnded(e, migration.StatusSuccess) // else the commit counts it
+		} else if err != nil && ours {
+			a.incomingEnded(e, migration.StatusFailed)
+		}
 		if err == nil {
 			a.log.Info("post-copy complete", "name", name, "took", pc.Took())
 			if !a.cfg.KeepImages {
@@ -517,7 +527,11 @@ func (a *Agent) commitIncoming(ctx context.Context, name string) error {
 	e.info.State = StateRunning
 	e.info.Started = time.Now().UTC()
 	spec := e.info.ContainerSpec
+	allHere := !e.info.PagesPending // else followPages counts it, at its last page
 	a.mu.Unlock()
+	if allHere {
+		a.incomingEnded(e, migration.StatusSuccess)
+	}
 	a.noticeExit(name)
 	a.logsCommitted(name) // logs.go
 	return a.saveSpec(spec)
@@ -546,6 +560,7 @@ func (a *Agent) abortIncoming(ctx context.Context, name string) error {
 		pc.Abort()
 	}
 	dir := e.incoming.dir
+	a.incomingEnded(e, migration.StatusRolledBack)
 	err = a.discard(ctx, name)
 	a.logsAborted(name)     // logs.go
 	kept := a.keepLogs(dir) // a failed restore's log says why

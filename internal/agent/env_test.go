@@ -52,7 +52,9 @@ func (s *tbSteerer) Steer(_ context.Context, ip netip.Addr, mac net.HardwareAddr
 	return s.tb.Steer(ip, mac, host)
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts the testbed and its agents; opts adjust each host's
+// configuration before its agent starts.
+func newEnv(t *testing.T, opts ...func(host string, c *Config)) *env {
 	t.Helper()
 	tbtest.RequireRoot(t, "namespaces, runc and CRIU")
 	b, _, err := criu.Find(context.Background())
@@ -68,6 +70,7 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(func() {
 		for _, a := range e.agents {
 			a.RemoveAll(context.Background())
+			a.Close()
 		}
 		for _, s := range e.servers {
 			s.Close()
@@ -89,6 +92,11 @@ func newEnv(t *testing.T) *env {
 			PrefixLen: testbed.DataNet.Bits(), Peers: peers, Steerer: e.steer, Token: token, CRIU: b.Path,
 			CRIUTimeout: 5 * time.Second,
 		}
+		for _, o := range opts {
+			c := e.configs[h]
+			o(h, &c)
+			e.configs[h] = c
+		}
 		e.startAgent(h)
 		e.clients[h] = NewClient(peers[h], ClientOptions{Token: token, Netns: hostNs})
 	}
@@ -99,6 +107,9 @@ func newEnv(t *testing.T) *env {
 // address.
 func (e *env) startAgent(h string) {
 	e.t.Helper()
+	if old := e.agents[h]; old != nil {
+		old.Close() // its sampler; what it ran the new one adopts
+	}
 	a, err := New(e.configs[h])
 	if err != nil {
 		e.t.Fatal(err)

@@ -74,6 +74,9 @@ func TestFaultStreamCut(t *testing.T) {
 		t.Fatalf("migration after rollback: %v", err)
 	}
 	lc.say("c", "3:c")
+	want := map[string]float64{"success": 1, "rolled_back": 1, "failed": 0}
+	waitMigrations(t, e.clients[testbed.HostA], testbed.HostA, roleSource, want)
+	waitMigrations(t, e.clients[testbed.HostB], testbed.HostB, roleDestination, want)
 }
 
 func TestFaultCorruptImage(t *testing.T) {

@@ -37,6 +37,7 @@ func imageAgents(t *testing.T) (map[string]*Agent, map[string]*Client) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { a.Close() })
 		servers[h].Config.Handler = a.Handler()
 		servers[h].Start()
 		t.Cleanup(servers[h].Close)

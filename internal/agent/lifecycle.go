@@ -123,10 +123,16 @@ func (a *Agent) noticeExit(name string) {
 	}
 }
 
+// restartsAfter says whether the restart policy starts a container again
+// after this exit.
+func restartsAfter(policy string, x *ExitInfo, restarts int) bool {
+	again, limit, _ := restartLimit(policy)
+	return again && x != nil && x.Known && x.Code != 0 && (limit == 0 || restarts < limit)
+}
+
 func (a *Agent) afterExit(spec ContainerSpec, st runtime.ExitStatus, restarts int) {
-	again, limit, _ := restartLimit(spec.Restart)
 	switch {
-	case again && st.Known && st.Code != 0 && (limit == 0 || restarts < limit):
+	case restartsAfter(spec.Restart, exitInfo(st), restarts):
 		go a.restart(spec.Name, st.Pid)
 	case spec.AutoRemove:
 		go a.removeExited(spec.Name, st.Pid)

@@ -212,6 +212,12 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 	}
 	rec, err := migration.Run(ctx, plan)
 	src.release()
+	a.metrics.sourceDone(rec)
+	if ce := capacityRefusal(dst.prepErr); ce != nil && rec.Status == migration.StatusRolledBack {
+		// The destination refused before anything was frozen: the
+		// caller learns why, as a conflict it can act on.
+		err = &refusedError{err: err, capacity: ce}
+	}
 	if staged > 0 {
 		rec.ImageStageMs, rec.ImageStageB = float64(stageTook.Microseconds())/1000, staged
 	}

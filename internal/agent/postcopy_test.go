@@ -82,6 +82,9 @@ func TestPostCopyCarriesMemory(t *testing.T) {
 		t.Fatalf("stop-and-copy after post-copy: %+v %v", res, err)
 	}
 	lc.say("d", "4:d:ok")
+	// A post-copy counts once, at its last page.
+	waitMigrations(t, e.clients[testbed.HostB], testbed.HostB, roleDestination, map[string]float64{"success": 2, "rolled_back": 0, "failed": 0})
+	waitMigrations(t, e.clients[testbed.HostA], testbed.HostA, roleDestination, map[string]float64{"success": 1, "rolled_back": 0, "failed": 0})
 }
 
 // Failures before the destination goes live roll back to the source, whose
@@ -177,6 +180,8 @@ func TestPostCopyInterruptedAfterGoLive(t *testing.T) {
 		t.Fatalf("want a failed record saying the container is lost, got %+v (%v)", res, err)
 	}
 	t.Logf("post-copy cut (expected loss): %v", err)
+	waitMigrations(t, e.clients[testbed.HostB], testbed.HostB, roleDestination, map[string]float64{"success": 0, "rolled_back": 0, "failed": 1})
+	waitMigrations(t, e.clients[testbed.HostA], testbed.HostA, roleSource, map[string]float64{"success": 0, "rolled_back": 0, "failed": 1})
 	for _, h := range testbed.Hosts {
 		expectHostEmpty(t, e, h)
 	}

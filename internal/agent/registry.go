@@ -94,6 +94,14 @@ func (a *Agent) admit(ctx context.Context, s *ContainerSpec) (*entry, func(), er
 		a.mu.Unlock()
 		return nil, nil, fmt.Errorf("%w: container %s already exists on %s (%s)", ErrConflict, s.Name, a.cfg.Name, e.info.State)
 	}
+	// Before the registry, so a host too full does not reserve a name and
+	// an address only to give them back (reserve checks again, under the
+	// lock that makes it exact).
+	if err := a.fitsLocked(*s); err != nil {
+		a.mu.Unlock()
+		a.metrics.refused(StateRunning)
+		return nil, nil, err
+	}
 	a.mu.Unlock()
 	req := controller.NameRequest{Name: s.Name, Host: a.cfg.Name}
 	if s.IP.IsValid() {

@@ -1,4 +1,5 @@
-// Package cgroupfs removes cgroup directory trees left by containers.
+// Package cgroupfs works on cgroup directories: it removes the trees
+// containers leave, and reads what their tasks use (stats.go).
 package cgroupfs
 
 import (

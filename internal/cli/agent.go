@@ -22,10 +22,11 @@ import (
 	"github.com/containerflow/containerflow/internal/httpserve"
 	"github.com/containerflow/containerflow/internal/pki"
 	"github.com/containerflow/containerflow/internal/privfs"
+	"github.com/containerflow/containerflow/internal/runtime"
 	"github.com/containerflow/containerflow/internal/testbed"
 )
 
-func newAgentCmd() *cobra.Command {
+func newAgentCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "agent", Short: "Run the per-host agent that runs, checkpoints and migrates containers"}
 	var (
 		cfg       agent.Config
@@ -41,6 +42,7 @@ func newAgentCmd() *cobra.Command {
 		plainPeer []string
 		privateFS bool
 		keep      []string
+		capMemory string
 	)
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -66,6 +68,16 @@ func newAgentCmd() *cobra.Command {
 			}
 			if plainL != "" && !insecure {
 				return errors.New("--insecure-listen needs --insecure")
+			}
+			if capMemory != "" {
+				m, err := runtime.ParseBytes(capMemory)
+				if err != nil {
+					return fmt.Errorf("--capacity-memory: %w", err)
+				}
+				cfg.Capacity.MemoryBytes = m
+			}
+			if cfg.Capacity.CPUs < 0 {
+				return fmt.Errorf("--capacity-cpus %g: must not be negative", cfg.Capacity.CPUs)
 			}
 			var err error
 			if cfg.Peers, err = parsePeers("--peer", peers, cfg.TLS != nil); err != nil {
@@ -99,6 +111,7 @@ func newAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer a.Close()
 			al, err := audit.Open(filepath.Join(cfg.StateDir, "audit.log"), 0)
 			if err != nil {
 				return err
@@ -160,6 +173,9 @@ func newAgentCmd() *cobra.Command {
 	f.BoolVar(&noAuth, "no-auth", false, "accept writes without a token")
 	f.BoolVar(&cfg.KeepImages, "keep-images", os.Getenv("CFLOW_KEEP_IMAGES") != "", "keep each migration's images and CRIU logs in the images dir (env CFLOW_KEEP_IMAGES)")
 	f.BoolVar(&privateFS, "private-fs", false, "run in a mount namespace of its own with private /tmp, /var/tmp, /dev/shm, /run/netns and --state-dir (tmpfs; gone when the agent exits): the testbed's stand-in for a host of its own")
+	f.Float64Var(&cfg.Capacity.CPUs, "capacity-cpus", 0, "CPUs this host offers its containers' requests (their --cpus), e.g. 1.5 (default: the machine's)")
+	f.StringVar(&capMemory, "capacity-memory", "", "memory this host offers its containers' requests (their --memory), e.g. 8GiB (default: the machine's)")
+	f.DurationVar(&cfg.UsageInterval, "usage-interval", agent.DefaultUsageInterval, "how often the containers' CPU and memory use is sampled")
 	f.StringArrayVar(&keep, "private-fs-keep", nil, "with --private-fs: a path under a private directory that stays the machine's (repeatable)")
 	_ = f.MarkHidden("private-fs")
 	_ = f.MarkHidden("private-fs-keep")
@@ -178,7 +194,7 @@ func newAgentCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(serve, hook)
+	cmd.AddCommand(serve, hook, newAgentMetricsCmd(g))
 	return cmd
 }
 

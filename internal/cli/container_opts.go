@@ -31,8 +31,10 @@ func (o *runOpts) addFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.workdir, "workdir", "w", "", "working directory inside the container")
 	fs.StringArrayVar(&o.ulimits, "ulimit", nil, "resource limit NAME=SOFT[:HARD], e.g. nofile=20000 (repeatable; default nofile = the agent's own hard limit)")
 	fs.StringArrayVarP(&o.volumes, "volume", "v", nil, "bind-mount host path SRC at DST, SRC:DST[:ro] (repeatable; a migration needs SRC on the destination too)")
-	fs.StringVarP(&o.memory, "memory", "m", "", "memory limit, e.g. 512m (cgroup)")
-	fs.Float64Var(&o.cpus, "cpus", 0, "CPU limit in CPUs, e.g. 0.5 (cgroup CFS quota)")
+	fs.StringVarP(&o.memory, "memory", "m", "", "memory request and limit, e.g. 512m (counts against the host's capacity; cgroup limit)")
+	fs.Float64Var(&o.cpus, "cpus", 0, "CPU request and limit in CPUs, e.g. 0.5 (counts against the host's capacity; cgroup CFS quota)")
+	// The and Kubernetes' spelling; the same value.
+	fs.Float64Var(&o.cpus, "cpu", 0, "alias of --cpus")
 	fs.StringVar(&o.logMaxSize, "log-max-size", "", "size of each of the container's log files, e.g. 512k, 10m (default 10m)")
 	fs.IntVar(&o.logMaxFiles, "log-max-files", 0, "log files kept per host, the one being written included (default 3)")
 	fs.StringArrayVar(&o.envFiles, "env-file", nil, "read KEY=VALUE lines from a file (repeatable; # comments and blank lines skipped)")

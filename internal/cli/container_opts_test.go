@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
+
 	"github.com/containerflow/containerflow/internal/agent"
 )
 
@@ -44,5 +46,21 @@ func TestRunOptions(t *testing.T) {
 	}
 	if err := (&runOpts{envFiles: []string{f}}).apply(&agent.ContainerSpec{Args: []string{"app"}}); err == nil || !strings.Contains(err.Error(), ":1:") {
 		t.Errorf("bad env file line: %v", err)
+	}
+}
+
+// --cpu is --cpus under the spelling: the same request.
+func TestCPUAlias(t *testing.T) {
+	for _, args := range [][]string{{"--cpu", "1.25"}, {"--cpus", "1.25"}, {"--cpus", "3", "--cpu", "1.25"}} {
+		var o runOpts
+		fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+		o.addFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		spec := agent.ContainerSpec{Args: []string{"app"}}
+		if err := o.apply(&spec); err != nil || spec.Resources.CPUs != 1.25 {
+			t.Errorf("%v: cpus %v, %v", args, spec.Resources.CPUs, err)
+		}
 	}
 }
