@@ -352,6 +352,9 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 		var res runtime.Restored
 		res, err = in.restorer.Restore(rctx, goLive)
 		pid = res.Pid
+		if res.LimitErr != nil {
+			a.log.Error("restored without its CPU limit", "name", name, "err", res.LimitErr)
+		}
 		if res.Pages != nil {
 			a.followPages(e, res.Pages, in.dir)
 		}

@@ -241,6 +241,7 @@ type Restorer struct {
 	root   string // the rootfs bind-mounted where CRIU wants it
 	netnsF *os.File
 	binds  []*rpc.ExtMountMap // the container's bind mounts, from its bundle
+	cgs    []string           // its cgroups (the CPU limit comes after the restore)
 	once   sync.Once
 }
 
@@ -299,6 +300,7 @@ func (r *Runtime) PrepareRestore(s Spec, o DirectOpts) (_ *Restorer, err error) 
 	if err != nil {
 		return nil, err
 	}
+	rs.cgs = cgs
 	if rs.netnsF, err = os.Open(s.Netns); err != nil {
 		return nil, fmt.Errorf("network namespace of %s: %w", s.Name, err)
 	}
@@ -396,6 +398,9 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 	rs.logs = nil
 	// CRIU restored the init as our child (it was CRIU's sibling): reap it.
 	r.Watch(s.Name, pid)
+	// Not a failed restore: the container runs (and may be live); the
+	// caller says that its limit is missing.
+	res.LimitErr = setCPULimit(rs.cgs, s.Resources)
 	if hookErr != nil {
 		return res, &PreResumeError{Err: hookErr}
 	}
@@ -405,6 +410,9 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 // Restored is a restored container.
 type Restored struct {
 	Pid int
+	// LimitErr: the container's CPU limit could not be applied after the
+	// restore (it runs without).
+	LimitErr error
 	// Pages, in post-copy, is the transfer of the memory still under way
 	// (nil otherwise).
 	Pages *PostCopy

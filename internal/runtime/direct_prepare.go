@@ -70,16 +70,13 @@ var allowedDevices = []string{"c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c
 	"c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"}
 
 // makeCgroups creates the container's cgroups as runc would (cgroup v1),
-// with its limits, and returns their directories.
+// with its memory limit, and returns their directories. Its CPU limit
+// comes after the restore (setCPULimit): CRIU restores from inside these
+// cgroups, and under a quota of 0.1 CPU a restore of 60 ms took 470.
 func (r *Runtime) makeCgroups(s Spec) ([]string, error) {
 	limits := map[string]string{}
 	if m := s.Resources.MemoryBytes; m > 0 {
 		limits["memory.limit_in_bytes"] = strconv.FormatInt(m, 10)
-	}
-	if q := s.Resources.cpuQuota(); q > 0 {
-		// The period first: the kernel checks the quota against it.
-		limits["cpu.cfs_period_us"] = strconv.Itoa(cpuPeriod)
-		limits["cpu.cfs_quota_us"] = strconv.FormatInt(q, 10)
 	}
 	var dirs []string
 	for _, h := range cgroupV1Hierarchies() {
@@ -105,7 +102,7 @@ func (r *Runtime) makeCgroups(s Spec) ([]string, error) {
 				}
 			}
 		}
-		for _, f := range []string{"memory.limit_in_bytes", "cpu.cfs_period_us", "cpu.cfs_quota_us"} {
+		for _, f := range []string{"memory.limit_in_bytes"} {
 			v, ok := limits[f]
 			if _, err := os.Stat(filepath.Join(d, f)); !ok || err != nil {
 				continue
@@ -120,6 +117,27 @@ func (r *Runtime) makeCgroups(s Spec) ([]string, error) {
 		return nil, errors.New("no cgroup v1 hierarchy found")
 	}
 	return dirs, nil
+}
+
+// setCPULimit applies a container's CPU quota to its cgroups (those of
+// the cpu hierarchy have the files).
+func setCPULimit(dirs []string, res Resources) error {
+	q := res.cpuQuota()
+	if q <= 0 {
+		return nil
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "cpu.cfs_quota_us")); err != nil {
+			continue
+		}
+		// The period first: the kernel checks the quota against it.
+		for _, kv := range [][2]string{{"cpu.cfs_period_us", strconv.Itoa(cpuPeriod)}, {"cpu.cfs_quota_us", strconv.FormatInt(q, 10)}} {
+			if err := os.WriteFile(filepath.Join(d, kv[0]), []byte(kv[1]), 0); err != nil {
+				return fmt.Errorf("cgroup limit %s=%s: %w", kv[0], kv[1], err)
+			}
+		}
+	}
+	return nil
 }
 
 // inheritCgroupFile copies file from the nearest ancestor that has it set,
