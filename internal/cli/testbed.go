@@ -174,6 +174,7 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 		noAgents   bool
 		noAuth     bool
 		privateFS  bool
+		capacity   testbed.Capacity
 		insecure   bool
 		switchKind string
 		hosts      int
@@ -188,7 +189,7 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 			if err := testbed.ValidateHosts(hosts); err != nil {
 				return fmt.Errorf("--hosts: %w", err)
 			}
-			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth, PrivateFS: privateFS, Insecure: insecure, Hosts: hosts}
+			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth, PrivateFS: privateFS, Insecure: insecure, Hosts: hosts, HostCapacity: capacity}
 			if !noAgents {
 				exe, err := os.Executable()
 				if err != nil {
@@ -220,6 +221,8 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&hosts, "hosts", testbed.DefaultHosts, fmt.Sprintf("number of hosts, %d to %d: hostA, hostB, hostC, ... (address plan in docs/testbed.md)", testbed.MinHosts, testbed.MaxHosts))
+	cmd.Flags().Float64Var(&capacity.CPUs, "host-cpus", 0, "CPUs each host offers its containers' requests (default: the machine's; the hosts share it)")
+	cmd.Flags().StringVar(&capacity.Memory, "host-memory", "", "memory each host offers its containers' requests, e.g. 4GiB (default: the machine's)")
 	cmd.Flags().BoolVar(&noAgents, "no-agents", false, "do not start the switch controller and the host agents")
 	cmd.Flags().BoolVar(&noAuth, "no-auth", false, "start the controller and the agents without a bearer token (the seed's scripts send none; implies --insecure); anyone on the management network can then write through the plain listeners")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "keep plain HTTP next to mutual TLS: the controller's seed endpoints on "+testbed.ControllerURL()+" (the seed's scripts), the agents on plain port 7071 (bench --compare-tls)")

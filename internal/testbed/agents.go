@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -125,6 +126,12 @@ func (tb *Testbed) startAgent(bin, h, steer string) error {
 		"--switch", steer}
 	args = append(args, tb.authArgs()...)
 	args = append(args, tb.privateFSArgs(h, steer)...)
+	if c := tb.HostCapacity; c.CPUs > 0 {
+		args = append(args, "--capacity-cpus", strconv.FormatFloat(c.CPUs, 'f', -1, 64))
+	}
+	if c := tb.HostCapacity; c.Memory != "" {
+		args = append(args, "--capacity-memory", c.Memory)
+	}
 	if tb.TLS {
 		args = append(args, "--tls-dir", tb.PKIDir(), "--listen", strings.TrimPrefix(AgentTLSURL(h), "https://"))
 		if tb.Insecure {

@@ -52,6 +52,16 @@ type Config struct {
 	// Hosts is how many hosts run containers, MinHosts to MaxHosts; 0 is
 	// DefaultHosts (hostA and hostB).
 	Hosts int
+	// HostCapacity is what each host's agent offers its containers'
+	// requests (agent serve --capacity-*): the hosts share one machine,
+	// whose whole CPU and memory each would claim otherwise.
+	HostCapacity Capacity
+}
+
+// Capacity is a host's capacity; zero fields are the machine's.
+type Capacity struct {
+	CPUs   float64 `json:"cpus,omitempty"`
+	Memory string  `json:"memory,omitempty"` // e.g. "4GiB"
 }
 
 // Testbed is a handle on a built testbed. It holds no open resources, so it
@@ -73,6 +83,8 @@ type Testbed struct {
 	// HostCount is how many hosts the testbed has (tb.Hosts names them);
 	// 0 in state written before it could have more than DefaultHosts.
 	HostCount int `json:"hosts,omitempty"`
+	// HostCapacity: see Config.HostCapacity.
+	HostCapacity Capacity `json:"host_capacity,omitzero"`
 }
 
 // Hosts are the testbed's hosts: hostA, hostB, ...
@@ -147,7 +159,7 @@ func Up(cfg Config) (tb *Testbed, err error) {
 			cfg.Prefix, ErrExists, strings.Join(left, ", "), cfg.Prefix)
 	}
 	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC(), Switch: cfg.Switch, NoAuth: cfg.NoAuth, PrivateFS: cfg.PrivateFS,
-		TLS: cfg.AgentBinary != "", Insecure: cfg.Insecure || cfg.NoAuth, HostCount: cfg.Hosts}
+		TLS: cfg.AgentBinary != "", Insecure: cfg.Insecure || cfg.NoAuth, HostCount: cfg.Hosts, HostCapacity: cfg.HostCapacity}
 	// Root-only: it holds the token, the CA key and the agents' state.
 	if err := os.MkdirAll(tb.Dir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", tb.Dir(), err)
