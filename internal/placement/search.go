@@ -1,0 +1,194 @@
+package placement
+
+import "slices"
+
+// searchBudget bounds the exhaustive search, in host loads evaluated
+// (plans tried times hosts): about 0.1 s on a slow core.
+const searchBudget = 20_000_000
+
+// keepBest is how many reaching plans of one size are kept for ordering.
+const keepBest = 32
+
+type found struct {
+	ps  []pair
+	imb float64
+}
+
+// search tries every plan of 1, 2, ... up to limit moves (each container
+// at most once, to a schedulable host it could fit on) and returns the
+// first size that reaches the threshold, the plan with the lowest
+// imbalance among them. complete is false when it stopped because the
+// next size would exceed the budget, so not finding one proves nothing.
+func (r *rebalancer) search(limit int) (moves []Move, imb float64, ok, complete bool) {
+	st := r.st
+	pairs := make([]pair, 0, len(st.cons)*len(st.hosts))
+	for i := range st.cons {
+		if !r.movable(i) {
+			continue
+		}
+		for d := range st.hosts {
+			if d != st.cons[i].host && st.hosts[d].sched && st.fitsEmpty(i, d) {
+				pairs = append(pairs, pair{i, d})
+			}
+		}
+	}
+	// next[k]: the first pair of a later container than pairs[k]'s, so a
+	// plan is enumerated once, its containers in increasing order.
+	next := make([]int, len(pairs)+1)
+	next[len(pairs)] = len(pairs)
+	for k := len(pairs) - 1; k >= 0; k-- {
+		next[k] = k + 1
+		if k+1 < len(pairs) && pairs[k+1].c == pairs[k].c {
+			next[k] = next[k+1]
+		}
+	}
+	budget := float64(searchBudget)
+	hosts := float64(len(st.hosts))
+	if limit >= 1 {
+		// One move is judged in O(1) from the load summary, so it is
+		// always searched: the case the planner must never miss is
+		// one move doing what the greedy pass needed several for.
+		if ps, imb, ok := r.searchOne(pairs); ok {
+			return r.moves(ps), imb, true, true
+		}
+	}
+	for j := 2; j <= limit && j <= len(pairs); j++ {
+		cost := choose(len(pairs), j) * hosts
+		if cost > budget {
+			return nil, 0, false, false
+		}
+		budget -= cost
+		d := &dfs{r: r, pairs: pairs, next: next, chosen: make([]pair, 0, j)}
+		d.walk(0, j)
+		slices.SortStableFunc(d.best, func(a, b found) int {
+			switch {
+			case a.imb < b.imb:
+				return -1
+			case a.imb > b.imb:
+				return 1
+			}
+			return 0
+		})
+		for _, f := range d.best {
+			if ps, ok := r.order(f.ps); ok {
+				return r.moves(ps), f.imb, true, true
+			}
+		}
+		if d.reaching > len(d.best) {
+			return nil, 0, false, false // some were never tried for an order
+		}
+	}
+	return nil, 0, false, true
+}
+
+// searchOne is the best single move that reaches the threshold.
+func (r *rebalancer) searchOne(pairs []pair) ([]pair, float64, bool) {
+	st := r.st
+	x := st.summary()
+	best, bestImb := -1, 0.0
+	for k, p := range pairs {
+		if !st.fits(p.c, p.to) {
+			continue
+		}
+		src := st.cons[p.c].host
+		imb, _ := x.after(src, p.to, st.loadWith(src, p.c, -1), st.loadWith(p.to, p.c, 1))
+		if r.reached(imb) && (best < 0 || imb < bestImb) {
+			best, bestImb = k, imb
+		}
+	}
+	if best < 0 {
+		return nil, 0, false
+	}
+	// Judged again on the state itself, so the figure reported is the
+	// one a recount gives.
+	ps := []pair{pairs[best]}
+	return ps, r.imbalanceOf(ps), true
+}
+
+func choose(n, k int) float64 {
+	v := 1.0
+	for i := 0; i < k; i++ {
+		v *= float64(n-i) / float64(i+1)
+	}
+	return v
+}
+
+type dfs struct {
+	r        *rebalancer
+	pairs    []pair
+	next     []int
+	chosen   []pair
+	best     []found // the keepBest lowest imbalances, in enumeration order among equals
+	reaching int
+}
+
+// walk adds left more moves from pairs[from:]. The state is changed in
+// place and restored exactly (saved sums, not subtraction, so millions of
+// visits leave no float drift).
+func (d *dfs) walk(from, left int) {
+	st := d.r.st
+	if left == 0 {
+		d.leaf()
+		return
+	}
+	for k := from; k < len(d.pairs); k++ {
+		p := d.pairs[k]
+		src := st.cons[p.c].host
+		sc, sm, sn := st.cpu[src], st.mem[src], st.count[src]
+		dc, dm, dn := st.cpu[p.to], st.mem[p.to], st.count[p.to]
+		st.assign(p.c, p.to)
+		d.chosen = append(d.chosen, p)
+		d.walk(d.next[k], left-1)
+		d.chosen = d.chosen[:len(d.chosen)-1]
+		st.cons[p.c].host = src
+		st.cpu[src], st.mem[src], st.count[src] = sc, sm, sn
+		st.cpu[p.to], st.mem[p.to], st.count[p.to] = dc, dm, dn
+	}
+}
+
+func (d *dfs) leaf() {
+	st := d.r.st
+	for _, p := range d.chosen {
+		if st.overCapacity(p.to) {
+			return
+		}
+	}
+	imb := st.imbalance()
+	if !d.r.reached(imb) {
+		return
+	}
+	d.reaching++
+	if len(d.best) == keepBest && imb >= d.best[len(d.best)-1].imb {
+		return
+	}
+	f := found{ps: slices.Clone(d.chosen), imb: imb}
+	k := len(d.best)
+	for k > 0 && d.best[k-1].imb > imb {
+		k--
+	}
+	d.best = slices.Insert(d.best, k, f)
+	if len(d.best) > keepBest {
+		d.best = d.best[:keepBest]
+	}
+}
+
+// order finds a sequence in which each move of ps fits when it runs, from
+// the start state: repeatedly the first pending move that fits now. The
+// final state fits, but a swap between two full hosts has no order, and
+// such a plan is not one an operator can run.
+func (r *rebalancer) order(ps []pair) ([]pair, bool) {
+	pending := slices.Clone(ps)
+	var done []pair
+	for len(pending) > 0 {
+		k := slices.IndexFunc(pending, func(p pair) bool { return r.st.fits(p.c, p.to) })
+		if k < 0 {
+			r.reset()
+			return nil, false
+		}
+		r.st.assign(pending[k].c, pending[k].to)
+		done = append(done, pending[k])
+		pending = slices.Delete(pending, k, k+1)
+	}
+	r.reset()
+	return done, true
+}
