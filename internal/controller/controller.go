@@ -56,6 +56,9 @@ type Controller struct {
 	mu       sync.Mutex // serialises writes; guards state and problems
 	state    *State
 	problems []string
+
+	routesMu sync.Mutex
+	routes   []Route // mounted by other packages (routes.go)
 }
 
 // New loads (or takes over) the data plane, attaches the configured ports,

@@ -63,6 +63,7 @@ func (c *Controller) Handler() http.Handler {
 
 	// Container names and addresses (registry.go).
 	c.nameRoutes(mux)
+	c.mountRoutes(mux) // routes.go
 
 	mux.Handle("/", c.read(func(r *http.Request) (int, any, error) {
 		return 0, nil, errField(ErrNotFound, "path", "no endpoint %s %s", r.Method, r.URL.Path)

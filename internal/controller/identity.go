@@ -61,7 +61,7 @@ func (c *Controller) admit(r *http.Request) (*http.Request, error) {
 	if c.isOperator(who) {
 		return r, nil
 	}
-	if who == pki.Controller || !agentWrites[r.Pattern] {
+	if who == pki.Controller || !c.agentMayWrite(r.Pattern) {
 		return r, errField(ErrForbidden, "", "%s may not %s %s", who, r.Method, r.URL.Path)
 	}
 	return r.WithContext(context.WithValue(r.Context(), identityKey, who)), nil
