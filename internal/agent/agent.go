@@ -54,7 +54,7 @@ type Config struct {
 	// --insecure), which a migration with Transport "plain" uses.
 	PlainPeers map[string]string
 	// Operators are the identities that may do users' operations (default:
-	// cli).
+	// cli and controller, which runs the fleet's operations).
 	Operators []string
 	Steerer   Steerer
 	Token     string // bearer token for writes; "" disables auth

@@ -28,7 +28,8 @@ func caller(r *http.Request) string { return pki.PeerName(r.TLS) }
 func (a *Agent) isOperator(name string) bool {
 	ops := a.cfg.Operators
 	if ops == nil {
-		ops = []string{pki.CLI}
+		// The controller runs the fleet's operations (package fleet).
+		ops = []string{pki.CLI, pki.Controller}
 	}
 	return slices.Contains(ops, name)
 }

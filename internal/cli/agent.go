@@ -19,6 +19,7 @@ import (
 	"github.com/containerflow/containerflow/internal/agent"
 	"github.com/containerflow/containerflow/internal/audit"
 	"github.com/containerflow/containerflow/internal/controller"
+	"github.com/containerflow/containerflow/internal/fleet"
 	"github.com/containerflow/containerflow/internal/httpserve"
 	"github.com/containerflow/containerflow/internal/pki"
 	"github.com/containerflow/containerflow/internal/privfs"
@@ -43,6 +44,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 		privateFS bool
 		keep      []string
 		capMemory string
+		advertise string
 	)
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -151,6 +153,17 @@ func newAgentCmd(g *globals) *cobra.Command {
 				ls = append(ls, l)
 			}
 			slog.Info("agent serving", "name", cfg.Name, "listen", listen, "tls", cfg.TLS != nil, "insecure_listen", plainL, "socket", socket, "peers", cfg.Peers, "audit", al.Path())
+			if cs, ok := st.(*controller.Steerer); ok && listen != "" {
+				// The fleet (cflow host, rebalance) learns this host from
+				// its controller; repeated, so a controller that starts
+				// later or lost its state learns it too.
+				if advertise == "" {
+					advertise = advertiseURL(listen, cfg.TLS != nil)
+				}
+				go fleet.Client{C: cs.Client}.RegisterLoop(cmd.Context(), cfg.Name, advertise, 30*time.Second, func(err error) {
+					slog.Warn("could not register with the controller", "err", err)
+				})
+			}
 			return httpserve.Serve(cmd.Context(), httpserve.New(al.Handler(a.Handler())), agentGrace, "agent", ls...)
 		},
 	}
@@ -158,6 +171,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	f.StringVar(&cfg.Name, "name", "", "this host's name (required)")
 	f.StringVar(&listen, "listen", "", "TCP address of the API, e.g. 198.19.0.11:7070")
 	f.StringVar(&socket, "socket", "", "unix socket of the API")
+	f.StringVar(&advertise, "advertise-url", "", "URL the controller's fleet calls this agent at (default: from --listen, https with --tls-dir)")
 	f.StringVar(&cfg.StateDir, "state-dir", "", "directory for bundles, runc state, logs (required)")
 	f.StringVar(&cfg.ImagesDir, "images-dir", "", "checkpoint image directory (default /dev/shm/containerflow/ID)")
 	f.StringVar(&cfg.Uplink, "uplink", "eth0", "interface container macvlans attach to")
@@ -288,6 +302,15 @@ func steererFor(arg string, id *pki.Identity) (agent.Steerer, error) {
 		return &controller.Steerer{Client: c, RewriteMAC: true}, nil
 	}
 	return nil, fmt.Errorf("--switch %q: want bridge:PREFIX, https://ADDR:PORT[?token_file=PATH] (with --tls-dir), http://... or unix:///PATH", arg)
+}
+
+// advertiseURL is the agent's API as others reach it, from its listen
+// address.
+func advertiseURL(listen string, tls bool) string {
+	if tls {
+		return "https://" + listen
+	}
+	return "http://" + listen
 }
 
 // agentGrace is how long a stopping agent lets requests in flight finish:

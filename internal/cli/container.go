@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/containerflow/containerflow/internal/agent"
+	"github.com/containerflow/containerflow/internal/fleet"
 	"github.com/containerflow/containerflow/internal/migration"
 	"github.com/containerflow/containerflow/internal/pki"
 	"github.com/containerflow/containerflow/internal/testbed"
@@ -95,9 +96,10 @@ func newContainerCmd(g *globals) *cobra.Command {
 		life                agent.Lifecycle
 	)
 	run := &cobra.Command{
-		Use:   "run --host H --name N [--ip IP] [--image REF] [--mac MAC] [--env K=V] [--rm] [--restart on-failure[:N]] -- CMD [ARGS...]",
+		Use:   "run [--host H] --name N [--ip IP] [--image REF] [--mac MAC] [--env K=V] [--rm] [--restart on-failure[:N]] -- CMD [ARGS...]",
 		Short: "Run a program (any program installed on the host, or the project's own) in a container",
-		Long: `Runs CMD in a new container on host H, with its own network namespace holding
+		Long: `Runs CMD in a new container on host H (without --host, on the host the
+switch controller's planner chooses: docs/operations.md), with its own network namespace holding
 IP and MAC on the host's uplink, and steers the switch to it. Names and
 addresses are unique across all hosts (the switch controller keeps them);
 without --ip a free address of the data network is allocated and printed. The
@@ -127,6 +129,17 @@ starts it again (at most N times) when it exits with a non-zero code.`,
 				}
 				spec.MAC = agent.MAC(hw)
 			}
+			if host == "" {
+				// Placed by the fleet's planner: the host with the most
+				// room left for the container's requests.
+				fc, err := fleetClient(g)
+				if err != nil {
+					return fmt.Errorf("no --host, and no controller to place it: %w", err)
+				}
+				if host, err = fc.Place(cmd.Context(), fleet.PlacementRequest{Name: spec.Name, CPUs: spec.Resources.CPUs, MemoryBytes: spec.Resources.MemoryBytes}); err != nil {
+					return err
+				}
+			}
 			c, err := hostClient(g, host)
 			if err != nil {
 				return err
@@ -139,7 +152,7 @@ starts it again (at most N times) when it exits with a non-zero code.`,
 			return nil
 		},
 	}
-	run.Flags().StringVar(&host, "host", "", "host to run on (hostA, hostB, ...)")
+	run.Flags().StringVar(&host, "host", "", "host to run on (hostA, hostB, ...; default: placed by the controller's planner where the most room is left)")
 	run.Flags().StringVar(&name, "name", "", "container name")
 	run.Flags().StringVar(&ip, "ip", "", "container IPv4 address in 198.18.0.0/24 (default: a free one, allocated)")
 	run.Flags().StringVar(&mac, "mac", "", "container MAC (default 02:42 + the IP's bytes)")
@@ -147,9 +160,7 @@ starts it again (at most N times) when it exits with a non-zero code.`,
 	run.Flags().BoolVar(&life.AutoRemove, "rm", false, "remove the container when it exits")
 	run.Flags().StringVar(&life.Restart, "restart", "", "restart policy: no, on-failure or on-failure:N")
 	opts.addFlags(run.Flags())
-	for _, f := range []string{"host", "name"} {
-		_ = run.MarkFlagRequired(f)
-	}
+	_ = run.MarkFlagRequired("name")
 
 	var asJSON bool
 	ls := &cobra.Command{
@@ -242,6 +253,7 @@ func newMigrateCmd(g *globals) *cobra.Command {
 		out     string
 		asJSON  bool
 		timeout time.Duration
+		detach  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "migrate NAME --to HOST",
@@ -261,6 +273,19 @@ container depends on its previous host, and an interruption then loses it.
 --mode auto (the default) picks post-copy from 64 MiB of memory up.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if detach {
+				// As an operation of the controller's fleet, which
+				// outlives this command (docs/operations.md).
+				fc, err := fleetClient(g)
+				if err != nil {
+					return err
+				}
+				op, err := fc.Migrate(cmd.Context(), args[0], to)
+				if err != nil {
+					return err
+				}
+				return (&opFlags{detach: true}).follow(cmd.Context(), fc, op, cmd.OutOrStdout())
+			}
 			from, c, err := findContainer(cmd, g, args[0])
 			if err != nil {
 				return err
@@ -289,6 +314,7 @@ container depends on its previous host, and an interruption then loses it.
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "destination host")
+	cmd.Flags().BoolVar(&detach, "detach", false, "run it as an operation of the controller's fleet and return its id at once (cflow operation wait ID); with the default options")
 	cmd.Flags().StringVar(&req.Engine, "engine", "direct", "checkpoint/restore engine: direct or runc")
 	cmd.Flags().StringVar(&req.Mode, "mode", "auto", "auto, stop-and-copy or post-copy")
 	cmd.Flags().StringVar(&req.Compress, "compress", "", "pack the image stream on the wire: none or zstd (for slow links between hosts)")

@@ -15,9 +15,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/containerflow/containerflow/internal/agent"
 	"github.com/containerflow/containerflow/internal/audit"
 	"github.com/containerflow/containerflow/internal/controller"
 	"github.com/containerflow/containerflow/internal/dataplane"
+	"github.com/containerflow/containerflow/internal/fleet"
 	"github.com/containerflow/containerflow/internal/httpserve"
 	"github.com/containerflow/containerflow/internal/pki"
 )
@@ -79,6 +81,7 @@ func newSwitchServeCmd() *cobra.Command {
 		tlsDir    string
 		insecure  bool
 		plainL    string
+		fleetPath string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -143,6 +146,21 @@ func newSwitchServeCmd() *cobra.Command {
 					slog.Error("close controller", "err", err)
 				}
 			}()
+			if fleetPath == "" {
+				fleetPath = strings.TrimSuffix(statePath, filepath.Ext(statePath)) + ".fleet.db"
+			}
+			fl, err := fleet.New(fleet.Options{StatePath: fleetPath, Log: slog.Default(), Dial: func(h fleet.Host) fleet.Agent {
+				o := agent.ClientOptions{Token: tok}
+				if id != nil {
+					o.TLS = id.ClientConfig(h.Name)
+				}
+				return agent.NewClient(h.URL, o)
+			}})
+			if err != nil {
+				return err
+			}
+			defer fl.Close()
+			ctl.Mount(fl.Routes()...)
 			var tcfg *tls.Config
 			if id != nil {
 				tcfg = id.ServerConfig()
@@ -169,6 +187,7 @@ func newSwitchServeCmd() *cobra.Command {
 	f.StringVar(&tlsDir, "tls-dir", "", "PKI directory (cflow certs) with ca.pem, controller.pem, controller-key.pem: --listen serves mutual TLS 1.3")
 	f.BoolVar(&insecure, "insecure", false, "allow plain HTTP on TCP: --listen without --tls-dir (the whole API), or --insecure-listen")
 	f.StringVar(&plainL, "insecure-listen", "", "with --insecure and --tls-dir: a plain-HTTP listener serving only the seed's endpoints, for the seed's scripts (e.g. :5000)")
+	f.StringVar(&fleetPath, "fleet-state", "", "bbolt file of the fleet's hosts and operations (default: beside --state, NAME.fleet.db)")
 	f.BoolVar(&fsync, "fsync", false, "fsync the state file on every write (default: within 100 ms; a controller crash loses nothing either way)")
 	return cmd
 }
