@@ -411,3 +411,27 @@ func TestStaleIncomingReplaced(t *testing.T) {
 	lc.say("b", "2:b")
 	expectHostEmpty(t, e, testbed.HostA)
 }
+
+// A container with a CPU limit: the source lifts it for the dump (CRIU's
+// parasite runs in the frozen tasks) and puts it back when the migration
+// rolls back, and the destination applies it once restored.
+func TestCPULimitAfterRollbackAndMove(t *testing.T) {
+	e := newEnv(t)
+	spec := ContainerSpec{Name: "py", IP: netip.MustParseAddr("198.18.0.2"), Args: testprog.Args(testprog.Counter)}
+	spec.Resources.CPUs, spec.Resources.MemoryBytes = 0.2, 64<<20
+	e.runOn(testbed.HostA, spec)
+	lc := newLineConn(t, e.dial("198.18.0.2:7000"))
+	lc.say("a", "1:a")
+	e.agents[testbed.HostA].faults.cutStreamAt = 200 << 10
+	res, err := migrateAB(e)
+	e.agents[testbed.HostA].faults.cutStreamAt = 0
+	expectRolledBack(t, e, lc, res, err)
+	info, _ := e.clients[testbed.HostA].Get(context.Background(), "py")
+	checkCgroupLimits(t, info.Pid, 64<<20, 20000)
+	if _, err := migrateAB(e); err != nil {
+		t.Fatal(err)
+	}
+	lc.say("c", "3:c")
+	info, _ = e.clients[testbed.HostB].Get(context.Background(), "py")
+	checkCgroupLimits(t, info.Pid, 64<<20, 20000)
+}

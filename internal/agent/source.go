@@ -117,6 +117,13 @@ func (s *localSource) Freeze(context.Context) error {
 	if err := s.a.rt.Freeze(s.spec.Name, 5*time.Second); err != nil {
 		return err
 	}
+	if s.spec.Resources.CPUs > 0 {
+		// CRIU's parasite runs in the frozen tasks: not under their quota
+		// (see runtime.SetCPULimit). giveBack puts it back.
+		if err := s.a.rt.SetCPULimit(s.spec.Name, runtime.Resources{}); err != nil {
+			s.a.log.Warn("CPU limit not lifted for the dump", "name", s.spec.Name, "err", err)
+		}
+	}
 	if f := s.a.faults.afterFreeze; f != nil {
 		f()
 	}
@@ -174,6 +181,11 @@ func (s *localSource) Thaw(ctx context.Context) error {
 // destination: without it a client that sent during the freeze waits for
 // its backed-off retransmission timer after every rollback.
 func (s *localSource) giveBack(resumeErr error) {
+	if s.spec.Resources.CPUs > 0 {
+		if err := s.a.rt.SetCPULimit(s.spec.Name, s.spec.Resources); err != nil && resumeErr == nil {
+			s.a.log.Error("CPU limit not restored after the rollback", "name", s.spec.Name, "err", err)
+		}
+	}
 	if resumeErr != nil {
 		s.dropCatch()
 		return

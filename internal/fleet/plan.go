@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/containerflow/containerflow/internal/agent"
 	"github.com/containerflow/containerflow/internal/controller"
@@ -56,6 +57,9 @@ func (m *Manager) Evacuate(ctx context.Context, host string, concurrency int) (O
 		return Operation{}, fmt.Errorf("%w: %s is being evacuated already (operation %s)", controller.ErrConflict, host, op.ID)
 	}
 	s := m.snapshot(ctx)
+	if slices.Contains(s.unreachable, host) {
+		return Operation{}, fmt.Errorf("%w: %s does not answer: which containers it runs is unknown", controller.ErrConflict, host)
+	}
 	p, err := placement.Evacuate(s.hosts, s.containers, host)
 	if err != nil && len(p.Moves) == 0 {
 		return Operation{}, fmt.Errorf("%w: %v", controller.ErrConflict, err)

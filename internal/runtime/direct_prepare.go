@@ -126,6 +126,26 @@ func setCPULimit(dirs []string, res Resources) error {
 	if q <= 0 {
 		return nil
 	}
+	return writeCPUQuota(dirs, q)
+}
+
+// SetCPULimit sets a running container's CPU quota: res's, or none when
+// res has no CPU limit. A source lifts it while its container is frozen:
+// the tasks cannot run then, but CRIU's parasite runs inside them and was
+// throttled with them (a dump under --cpus 0.05 took most of a second).
+func (r *Runtime) SetCPULimit(name string, res Resources) error {
+	var dirs []string
+	for _, h := range cgroupV1Hierarchies() {
+		dirs = append(dirs, filepath.Join(cgroupRoot, h, r.cgroupsPath(name)))
+	}
+	q := res.cpuQuota()
+	if q <= 0 {
+		q = -1
+	}
+	return writeCPUQuota(dirs, q)
+}
+
+func writeCPUQuota(dirs []string, q int64) error {
 	for _, d := range dirs {
 		if _, err := os.Stat(filepath.Join(d, "cpu.cfs_quota_us")); err != nil {
 			continue
