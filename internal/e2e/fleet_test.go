@@ -115,6 +115,24 @@ func (f *fleetBed) where(t *testing.T) map[string]string {
 	return at
 }
 
+// evacuatingOneAtATime runs n stream containers on hostA and starts its
+// evacuation, one at a time; it returns once the first step ended.
+func (f *fleetBed) evacuatingOneAtATime(t *testing.T, n int) (fleet.Operation, map[string]*stream.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	conns := f.runStreams(t, testbed.HostA, 0, n)
+	time.Sleep(200 * time.Millisecond)
+	op, err := f.fc.Evacuate(ctx, testbed.HostA, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first step to end", func() bool {
+		o, err := f.fc.Operation(ctx, op.ID, 0)
+		return err == nil && o.Done >= 1
+	})
+	return op, conns
+}
+
 func wantAPIError(t *testing.T, what string, err error, status int) {
 	t.Helper()
 	var e *controller.APIError
@@ -223,16 +241,7 @@ func TestEvacuateAndRebalance(t *testing.T) {
 func TestControllerRestartDuringEvacuation(t *testing.T) {
 	f := upFleet(t, "fr", testbed.Config{Hosts: 3})
 	ctx := context.Background()
-	conns := f.runStreams(t, testbed.HostA, 0, 4)
-	time.Sleep(200 * time.Millisecond)
-	op, err := f.fc.Evacuate(ctx, testbed.HostA, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the first step to end", func() bool {
-		o, err := f.fc.Operation(ctx, op.ID, 0)
-		return err == nil && o.Done >= 1
-	})
+	op, conns := f.evacuatingOneAtATime(t, 4)
 	switchNs, _ := f.tb.Netns(testbed.Switch)
 	pids, _ := nsrun.Pids(switchNs)
 	for _, p := range pids {
@@ -295,16 +304,7 @@ func TestControllerRestartDuringEvacuation(t *testing.T) {
 func TestCancelEvacuation(t *testing.T) {
 	f := upFleet(t, "fc", testbed.Config{Hosts: 3})
 	ctx := context.Background()
-	conns := f.runStreams(t, testbed.HostA, 0, 4)
-	time.Sleep(200 * time.Millisecond)
-	op, err := f.fc.Evacuate(ctx, testbed.HostA, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the first step to end", func() bool {
-		o, err := f.fc.Operation(ctx, op.ID, 0)
-		return err == nil && o.Done >= 1
-	})
+	op, conns := f.evacuatingOneAtATime(t, 4)
 	if _, err := f.fc.Cancel(ctx, op.ID); err != nil {
 		t.Fatal(err)
 	}
