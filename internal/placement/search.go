@@ -172,23 +172,50 @@ func (d *dfs) leaf() {
 	}
 }
 
-// order finds a sequence in which each move of ps fits when it runs, from
-// the start state: repeatedly the first pending move that fits now. The
-// final state fits, but a swap between two full hosts has no order, and
-// such a plan is not one an operator can run.
+// order finds a sequence in which each move of ps fits when it runs,
+// from the start state. The final state fits, but an order need not
+// exist (a swap between two full hosts has none), and the obvious one
+// can fail where another works (move a small container off a host first
+// so a large one can come in): so every order is searched, depth first,
+// moves in plan order at each step, remembering the sets of moves done
+// from which no order finishes (the state depends only on the set).
 func (r *rebalancer) order(ps []pair) ([]pair, bool) {
-	pending := slices.Clone(ps)
-	var done []pair
-	for len(pending) > 0 {
-		k := slices.IndexFunc(pending, func(p pair) bool { return r.st.fits(p.c, p.to) })
-		if k < 0 {
-			r.reset()
-			return nil, false
-		}
-		r.st.assign(pending[k].c, pending[k].to)
-		done = append(done, pending[k])
-		pending = slices.Delete(pending, k, k+1)
+	if len(ps) > 62 {
+		return nil, false // beyond any plan the budget lets the search try
 	}
+	st := r.st
+	full := uint64(1)<<len(ps) - 1
+	dead := map[uint64]bool{}
+	seq := make([]pair, 0, len(ps))
+	var walk func(done uint64) bool
+	walk = func(done uint64) bool {
+		if done == full {
+			return true
+		}
+		if dead[done] {
+			return false
+		}
+		for k, p := range ps {
+			if done&(1<<k) != 0 || !st.fits(p.c, p.to) {
+				continue
+			}
+			src := st.cons[p.c].host
+			sc, sm, sn := st.cpu[src], st.mem[src], st.count[src]
+			dc, dm, dn := st.cpu[p.to], st.mem[p.to], st.count[p.to]
+			st.assign(p.c, p.to)
+			seq = append(seq, p)
+			if walk(done | 1<<k) {
+				return true
+			}
+			seq = seq[:len(seq)-1]
+			st.cons[p.c].host = src
+			st.cpu[src], st.mem[src], st.count[src] = sc, sm, sn
+			st.cpu[p.to], st.mem[p.to], st.count[p.to] = dc, dm, dn
+		}
+		dead[done] = true
+		return false
+	}
+	ok := walk(0)
 	r.reset()
-	return done, true
+	return seq, ok
 }
