@@ -21,14 +21,42 @@ type found struct {
 // next size would exceed the budget, so not finding one proves nothing.
 func (r *rebalancer) search(limit int) (moves []Move, imb float64, ok, complete bool) {
 	st := r.st
-	pairs := make([]pair, 0, len(st.cons)*len(st.hosts))
-	for i := range st.cons {
-		if !r.movable(i) {
-			continue
+	if limit >= 1 {
+		// One move is judged in O(1) from the load summary, so it is
+		// always searched: the case the planner must never miss is
+		// one move doing what the greedy pass needed several for.
+		if ps, imb, ok := r.searchOne(); ok {
+			return r.moves(ps), imb, true, true
 		}
-		for d := range st.hosts {
-			if d != st.cons[i].host && st.hosts[d].sched && st.fitsEmpty(i, d) {
-				pairs = append(pairs, pair{i, d})
+	}
+	if limit < 2 {
+		return nil, 0, false, true
+	}
+	candidate := func(i, d int) bool {
+		return d != st.cons[i].host && st.hosts[d].sched && st.fitsEmpty(i, d)
+	}
+	n := 0
+	for i := range st.cons {
+		if r.movable(i) {
+			for d := range st.hosts {
+				if candidate(i, d) {
+					n++
+				}
+			}
+		}
+	}
+	budget := float64(searchBudget)
+	hosts := float64(len(st.hosts))
+	if choose(n, 2)*hosts > budget {
+		return nil, 0, false, false
+	}
+	pairs := make([]pair, 0, n)
+	for i := range st.cons {
+		if r.movable(i) {
+			for d := range st.hosts {
+				if candidate(i, d) {
+					pairs = append(pairs, pair{i, d})
+				}
 			}
 		}
 	}
@@ -40,16 +68,6 @@ func (r *rebalancer) search(limit int) (moves []Move, imb float64, ok, complete 
 		next[k] = k + 1
 		if k+1 < len(pairs) && pairs[k+1].c == pairs[k].c {
 			next[k] = next[k+1]
-		}
-	}
-	budget := float64(searchBudget)
-	hosts := float64(len(st.hosts))
-	if limit >= 1 {
-		// One move is judged in O(1) from the load summary, so it is
-		// always searched: the case the planner must never miss is
-		// one move doing what the greedy pass needed several for.
-		if ps, imb, ok := r.searchOne(pairs); ok {
-			return r.moves(ps), imb, true, true
 		}
 	}
 	for j := 2; j <= limit && j <= len(pairs); j++ {
@@ -82,26 +100,32 @@ func (r *rebalancer) search(limit int) (moves []Move, imb float64, ok, complete 
 }
 
 // searchOne is the best single move that reaches the threshold.
-func (r *rebalancer) searchOne(pairs []pair) ([]pair, float64, bool) {
+func (r *rebalancer) searchOne() ([]pair, float64, bool) {
 	st := r.st
 	x := st.summary()
-	best, bestImb := -1, 0.0
-	for k, p := range pairs {
-		if !st.fits(p.c, p.to) {
+	best, bestImb := pair{-1, -1}, 0.0
+	for i := range st.cons {
+		if !r.movable(i) {
 			continue
 		}
-		src := st.cons[p.c].host
-		imb, _ := x.after(src, p.to, st.loadWith(src, p.c, -1), st.loadWith(p.to, p.c, 1))
-		if r.reached(imb) && (best < 0 || imb < bestImb) {
-			best, bestImb = k, imb
+		src := st.cons[i].host
+		out := st.loadWith(src, i, -1)
+		for d := range st.hosts {
+			if d == src || !st.hosts[d].sched || !st.fits(i, d) {
+				continue
+			}
+			imb, _ := x.after(src, d, out, st.loadWith(d, i, 1))
+			if r.reached(imb) && (best.c < 0 || imb < bestImb) {
+				best, bestImb = pair{i, d}, imb
+			}
 		}
 	}
-	if best < 0 {
+	if best.c < 0 {
 		return nil, 0, false
 	}
 	// Judged again on the state itself, so the figure reported is the
 	// one a recount gives.
-	ps := []pair{pairs[best]}
+	ps := []pair{best}
 	return ps, r.imbalanceOf(ps), true
 }
 
