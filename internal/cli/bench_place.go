@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -47,8 +48,8 @@ of the feasible placement. See docs/planner.md.`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "figures written to %s\n", jsonPath)
 			}
-			if !res.Pass() {
-				return fmt.Errorf("bench place: a plan broke capacity, changed between runs, or left out a container that fits")
+			if f := res.Failures(); len(f) > 0 {
+				return fmt.Errorf("bench place: %s", strings.Join(f, "; "))
 			}
 			return nil
 		},

@@ -46,7 +46,7 @@ func TestRunSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Phases) != 3 || !res.Pass() {
+	if len(res.Phases) != 3 || len(res.Failures()) != 0 {
 		t.Fatalf("result %+v", res)
 	}
 	for _, p := range res.Phases {

@@ -67,15 +67,23 @@ type Result struct {
 	NumCPU    int    `json:"num_cpu"`
 }
 
-// Pass: no plan broke capacity or depended on the run, and PlaceAll placed
-// everything of a feasible input.
-func (r *Result) Pass() bool {
+// Failures lists what makes the run fail: a plan that broke capacity or
+// differed between repeats, or PlaceAll leaving out a container of a
+// feasible input.
+func (r *Result) Failures() []string {
+	var out []string
 	for _, p := range r.Phases {
-		if p.Violations > 0 || !p.Deterministic {
-			return false
+		if p.Violations > 0 {
+			out = append(out, fmt.Sprintf("%s: %d steps over capacity or not runnable", p.Name, p.Violations))
+		}
+		if !p.Deterministic {
+			out = append(out, p.Name+": the plan differed between runs")
 		}
 	}
-	return !r.Feasible || (len(r.Phases) > 0 && r.Phases[0].Unplaced == 0)
+	if r.Feasible && len(r.Phases) > 0 && r.Phases[0].Unplaced > 0 {
+		out = append(out, fmt.Sprintf("%s: %d containers left out, though a placement of all of them exists", r.Phases[0].Name, r.Phases[0].Unplaced))
+	}
+	return out
 }
 
 // Run generates the input, then times PlaceAll on it, a Rebalance after
