@@ -56,7 +56,7 @@ machine.`,
 	root.PersistentFlags().StringVar(&g.prefix, "prefix", defPrefix, "testbed name prefix (env CFLOW_PREFIX); every namespace of the testbed starts with PREFIX-")
 	root.PersistentFlags().BoolVar(&g.tls, "tls", os.Getenv("CFLOW_TLS") != "", "reach the testbed's agents over mutual TLS on the management network as identity cli, instead of their unix sockets (env CFLOW_TLS)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newVersionCmd(), newDoctorCmd(), newTestbedCmd(g), newAgentCmd(g), newContainerCmd(g), newImageCmd(g), newMigrateCmd(g), newSwitchCmd(), newBenchCmd(newBenchSwitchCmd(), newBenchMigrateCmd(g), newBenchImpairCmd(), newBenchSoakCmd(g), newBenchEvacuateCmd()))
+	root.AddCommand(newVersionCmd(), newDoctorCmd(), newTestbedCmd(g), newAgentCmd(g), newContainerCmd(g), newImageCmd(g), newMigrateCmd(g), newSwitchCmd(), newBenchCmd(newBenchSwitchCmd(), newBenchMigrateCmd(g), newBenchImpairCmd(), newBenchSoakCmd(g), newBenchEvacuateCmd(), newBenchPlaceCmd()))
 	root.AddCommand(newWorkloadCmd(), newCertsCmd())
 	root.AddCommand(newHostCmd(g), newRebalanceCmd(g), newOperationCmd(g), newStatusCmd(g))
 	root.AddCommand(newExperimentCmd(g), newPlotCmd(), newLoadgenCmd())

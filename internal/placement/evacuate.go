@@ -6,7 +6,7 @@ import "fmt"
 // treated as unschedulable whatever its Unschedulable field says. Every
 // destination stays within its capacity and the resulting imbalance over
 // the other schedulable hosts is kept low; containers elsewhere are not
-// moved to make room.
+// moved to make room. The search is PlaceAll's, on the host's containers.
 //
 // The moves are ordered largest container first and only add to their
 // destinations, so they may run in that order or in parallel.
@@ -44,33 +44,20 @@ func Evacuate(hosts []Host, containers []Container, host string) (Plan, error) {
 	if len(st.schedulable()) == 0 {
 		return Plan{}, fmt.Errorf("evacuate %s: %d containers to move and %w other than it", host, len(todo), ErrNoSchedulableHost)
 	}
+	// The same search as PlaceAll, with the containers taken off the
+	// host: what it cannot place goes back there.
 	st.largestFirst(todo)
-
-	// Spreading gives the best balance; packing can fit a large container
-	// that spreading left without room. Keep whichever places more, then
-	// the better balanced.
-	spread := st.evacuateWith(todo, hi, st.spread)
-	best := spread
-	if spread.unplaced > 0 {
-		if packed := st.evacuateWith(todo, hi, st.pack); packed.unplaced < spread.unplaced {
-			best = packed
-		}
-	}
-	for k, i := range todo {
-		st.assign(i, best.dest[k])
-	}
-	movable := make([]bool, len(st.cons))
-	for k, i := range todo {
-		movable[i] = best.dest[k] != hi
-	}
-	st.balance(movable, 4*len(todo)+16)
-
 	for _, i := range todo {
-		if st.cons[i].host != hi {
-			plan.Moves = append(plan.Moves, Move{Container: st.cons[i].name, From: host, To: st.hosts[st.cons[i].host].name})
+		st.assign(i, -1)
+	}
+	reasons, _ := st.placeMany(todo, host)
+	for _, i := range todo {
+		if h := st.cons[i].host; h >= 0 {
+			plan.Moves = append(plan.Moves, Move{Container: st.cons[i].name, From: host, To: st.hosts[h].name})
 			continue
 		}
-		plan.Unplaced = append(plan.Unplaced, Unplaced{Container: st.cons[i].name, Reason: st.whyNot(i, host)})
+		plan.Unplaced = append(plan.Unplaced, Unplaced{Container: st.cons[i].name, Reason: reasons[i]})
+		st.assign(i, hi)
 	}
 	plan.ImbalanceAfter = st.imbalance()
 	if len(plan.Unplaced) > 0 {
@@ -79,31 +66,4 @@ func Evacuate(hosts []Host, containers []Container, host string) (Plan, error) {
 		return plan, &UnplacedError{Unplaced: plan.Unplaced}
 	}
 	return plan, nil
-}
-
-type attempt struct {
-	dest     []int // per container of todo; the evacuated host when unplaced
-	unplaced int
-	imb      float64
-}
-
-// evacuateWith assigns todo in order with choose, and undoes it, leaving
-// the state as it found it.
-func (s *state) evacuateWith(todo []int, from int, choose func(int) int) attempt {
-	a := attempt{dest: make([]int, len(todo))}
-	for k, i := range todo {
-		h := choose(i)
-		if h < 0 {
-			a.dest[k] = from
-			a.unplaced++
-			continue
-		}
-		a.dest[k] = h
-		s.assign(i, h)
-	}
-	a.imb = s.imbalance()
-	for _, i := range todo {
-		s.assign(i, from)
-	}
-	return a
 }

@@ -57,76 +57,8 @@ func PlaceAllStats(hosts []Host, containers []Container) (Plan, Stats, error) {
 	if len(st.schedulable()) == 0 {
 		return Plan{}, stats, fmt.Errorf("place %d containers: %w", len(todo), ErrNoSchedulableHost)
 	}
-	dest := make([]bool, len(st.hosts))
-	for h := range st.hosts {
-		dest[h] = st.hosts[h].sched && !st.overCapacity(h)
-	}
 	st.largestFirst(todo)
-
-	// A container with no room on any host even before the others are
-	// placed is left out now, so the search does not juggle it in vain.
-	reasons := map[int]string{}
-	movable := make([]bool, len(st.cons))
-	for _, i := range todo {
-		if st.spread(i) < 0 {
-			reasons[i] = st.whyNot(i, "")
-			continue
-		}
-		movable[i] = true
-	}
-	// Spreading (lowest load after) gives the best balance; packing
-	// (tightest fit) fits more when hosts are nearly full. Spread first,
-	// and pack only if spreading overflowed.
-	start := st.snapshot()
-	st.greedy(todo, movable, dest, st.spread)
-	if v := st.totalViolation(dest); v > 0 {
-		spread := st.snapshot()
-		st.restore(start)
-		st.greedy(todo, movable, dest, st.pack)
-		if st.totalViolation(dest) >= v {
-			st.restore(spread)
-		}
-	}
-	stats.GreedyImbalance = st.imbalance()
-	for h := range st.hosts {
-		if dest[h] && st.overCapacity(h) {
-			stats.GreedyViolations++
-		}
-	}
-	if stats.GreedyViolations > 0 {
-		stats.TabuSteps = st.repair(movable, dest, tabuBudget)
-	}
-	// What the search left over capacity: take containers off, largest
-	// first, then try them once more on whatever room is left.
-	var evicted []int
-	for h := range st.hosts {
-		if !dest[h] || !st.overCapacity(h) {
-			continue
-		}
-		var on []int
-		for _, i := range todo {
-			if movable[i] && st.cons[i].host == h {
-				on = append(on, i)
-			}
-		}
-		st.largestFirst(on)
-		for _, i := range on {
-			if !st.overCapacity(h) {
-				break
-			}
-			st.assign(i, -1)
-			evicted = append(evicted, i)
-		}
-	}
-	st.largestFirst(evicted)
-	for _, i := range evicted {
-		if st.insert(i, movable) {
-			continue
-		}
-		movable[i] = false
-		reasons[i] = st.whyNot(i, "") + " (after a tabu search over the other placements)"
-	}
-	stats.BalanceSteps = st.balance(movable, 4*len(todo)+16)
+	reasons, stats := st.placeMany(todo, "")
 
 	slices.Sort(todo)
 	for _, i := range todo {
@@ -143,6 +75,85 @@ func PlaceAllStats(hosts []Host, containers []Container) (Plan, Stats, error) {
 		return plan, stats, &UnplacedError{Unplaced: plan.Unplaced}
 	}
 	return plan, stats, nil
+}
+
+// placeMany places the unassigned containers todo (largest first) on
+// schedulable hosts: the greedy pass, the tabu repair, the last tries for
+// what is still over capacity, the balancing descent. What it cannot
+// place stays unassigned, with the reason (skip names the host being
+// emptied, for the wording).
+func (s *state) placeMany(todo []int, skip string) (map[int]string, Stats) {
+	var stats Stats
+	dest := make([]bool, len(s.hosts))
+	for h := range s.hosts {
+		dest[h] = s.hosts[h].sched && !s.overCapacity(h)
+	}
+	// A container with no room on any host even before the others are
+	// placed is left out now, so the search does not juggle it in vain.
+	reasons := map[int]string{}
+	movable := make([]bool, len(s.cons))
+	for _, i := range todo {
+		if s.spread(i) < 0 {
+			reasons[i] = s.whyNot(i, skip)
+			continue
+		}
+		movable[i] = true
+	}
+	// Spreading (lowest load after) gives the best balance; packing
+	// (tightest fit) fits more when hosts are nearly full. Spread first,
+	// and pack only if spreading overflowed.
+	start := s.snapshot()
+	s.greedy(todo, movable, dest, s.spread)
+	if v := s.totalViolation(dest); v > 0 {
+		spread := s.snapshot()
+		s.restore(start)
+		s.greedy(todo, movable, dest, s.pack)
+		if s.totalViolation(dest) >= v {
+			s.restore(spread)
+		}
+	}
+	stats.GreedyImbalance = s.imbalance()
+	for h := range s.hosts {
+		if dest[h] && s.overCapacity(h) {
+			stats.GreedyViolations++
+		}
+	}
+	if stats.GreedyViolations > 0 {
+		stats.TabuSteps = s.repair(movable, dest, tabuBudget)
+	}
+	// What the search left over capacity: take containers off, largest
+	// first, then try them once more on whatever room is left.
+	var evicted []int
+	for h := range s.hosts {
+		if !dest[h] || !s.overCapacity(h) {
+			continue
+		}
+		var on []int
+		for _, i := range todo {
+			if movable[i] && s.cons[i].host == h {
+				on = append(on, i)
+			}
+		}
+		s.largestFirst(on)
+		for _, i := range on {
+			if !s.overCapacity(h) {
+				break
+			}
+			s.assign(i, -1)
+			evicted = append(evicted, i)
+		}
+	}
+	s.largestFirst(evicted)
+	for _, i := range evicted {
+		if s.insert(i, movable) {
+			continue
+		}
+		movable[i] = false
+		reasons[i] = s.whyNot(i, skip) + " once the others are placed"
+	}
+	stats.BalanceSteps = s.balance(movable, 4*len(todo)+16)
+
+	return reasons, stats
 }
 
 // insert places container i on a destination, making room if it must by

@@ -16,10 +16,11 @@ import (
 // How: a greedy pass takes, each step, the move that most reduces the load
 // standing over the target (the sum over hosts of load - threshold*mean),
 // then drops any move the rest can do without; then an exhaustive search
-// of every plan with fewer moves, as far as a fixed budget allows. Plan.
-// Minimal says whether that search finished, which proves no shorter plan
-// exists (one move is always searched exhaustively when the greedy plan
-// needs two or more, even with 1000 containers on 100 hosts).
+// of every plan with fewer moves, as far as a fixed budget allows.
+// Plan.Minimal says whether that search finished, which proves no shorter
+// plan exists. Every single move is always tried (it costs one pass over
+// containers times hosts); two or more are tried when the candidates are
+// few enough, as on a handful of hosts.
 //
 // When the threshold cannot be reached (or not within MaxMoves) the error
 // is nil and the plan is the best found: Reached false, Reason says why,
@@ -101,6 +102,12 @@ func (r *rebalancer) run() Plan {
 	case ok:
 		plan.Moves, plan.ImbalanceAfter, plan.Reached, plan.Minimal = r.moves(greedy), greedyImb, true, complete
 	default:
+		switch {
+		case complete && r.maxMoves > 0:
+			why = fmt.Sprintf("no plan within MaxMoves %d reaches it", r.maxMoves)
+		case complete:
+			why = "no plan reaches it (every one was tried)"
+		}
 		plan.Moves, plan.ImbalanceAfter = r.moves(greedy), greedyImb
 		plan.Reason = fmt.Sprintf("threshold %.3g not reached: %s; best found %.3f", r.t, why, greedyImb)
 	}

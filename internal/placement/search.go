@@ -21,14 +21,42 @@ type found struct {
 // next size would exceed the budget, so not finding one proves nothing.
 func (r *rebalancer) search(limit int) (moves []Move, imb float64, ok, complete bool) {
 	st := r.st
-	pairs := make([]pair, 0, len(st.cons)*len(st.hosts))
-	for i := range st.cons {
-		if !r.movable(i) {
-			continue
+	if limit >= 1 {
+		// One move is judged in O(1) from the load summary, so it is
+		// always searched: the case the planner must never miss is
+		// one move doing what the greedy pass needed several for.
+		if ps, imb, ok := r.searchOne(); ok {
+			return r.moves(ps), imb, true, true
 		}
-		for d := range st.hosts {
-			if d != st.cons[i].host && st.hosts[d].sched && st.fitsEmpty(i, d) {
-				pairs = append(pairs, pair{i, d})
+	}
+	if limit < 2 {
+		return nil, 0, false, true
+	}
+	candidate := func(i, d int) bool {
+		return d != st.cons[i].host && st.hosts[d].sched && st.fitsEmpty(i, d)
+	}
+	n := 0
+	for i := range st.cons {
+		if r.movable(i) {
+			for d := range st.hosts {
+				if candidate(i, d) {
+					n++
+				}
+			}
+		}
+	}
+	budget := float64(searchBudget)
+	hosts := float64(len(st.hosts))
+	if choose(n, 2)*hosts > budget {
+		return nil, 0, false, false
+	}
+	pairs := make([]pair, 0, n)
+	for i := range st.cons {
+		if r.movable(i) {
+			for d := range st.hosts {
+				if candidate(i, d) {
+					pairs = append(pairs, pair{i, d})
+				}
 			}
 		}
 	}
@@ -40,16 +68,6 @@ func (r *rebalancer) search(limit int) (moves []Move, imb float64, ok, complete 
 		next[k] = k + 1
 		if k+1 < len(pairs) && pairs[k+1].c == pairs[k].c {
 			next[k] = next[k+1]
-		}
-	}
-	budget := float64(searchBudget)
-	hosts := float64(len(st.hosts))
-	if limit >= 1 {
-		// One move is judged in O(1) from the load summary, so it is
-		// always searched: the case the planner must never miss is
-		// one move doing what the greedy pass needed several for.
-		if ps, imb, ok := r.searchOne(pairs); ok {
-			return r.moves(ps), imb, true, true
 		}
 	}
 	for j := 2; j <= limit && j <= len(pairs); j++ {
@@ -82,26 +100,32 @@ func (r *rebalancer) search(limit int) (moves []Move, imb float64, ok, complete 
 }
 
 // searchOne is the best single move that reaches the threshold.
-func (r *rebalancer) searchOne(pairs []pair) ([]pair, float64, bool) {
+func (r *rebalancer) searchOne() ([]pair, float64, bool) {
 	st := r.st
 	x := st.summary()
-	best, bestImb := -1, 0.0
-	for k, p := range pairs {
-		if !st.fits(p.c, p.to) {
+	best, bestImb := pair{-1, -1}, 0.0
+	for i := range st.cons {
+		if !r.movable(i) {
 			continue
 		}
-		src := st.cons[p.c].host
-		imb, _ := x.after(src, p.to, st.loadWith(src, p.c, -1), st.loadWith(p.to, p.c, 1))
-		if r.reached(imb) && (best < 0 || imb < bestImb) {
-			best, bestImb = k, imb
+		src := st.cons[i].host
+		out := st.loadWith(src, i, -1)
+		for d := range st.hosts {
+			if d == src || !st.hosts[d].sched || !st.fits(i, d) {
+				continue
+			}
+			imb, _ := x.after(src, d, out, st.loadWith(d, i, 1))
+			if r.reached(imb) && (best.c < 0 || imb < bestImb) {
+				best, bestImb = pair{i, d}, imb
+			}
 		}
 	}
-	if best < 0 {
+	if best.c < 0 {
 		return nil, 0, false
 	}
 	// Judged again on the state itself, so the figure reported is the
 	// one a recount gives.
-	ps := []pair{pairs[best]}
+	ps := []pair{best}
 	return ps, r.imbalanceOf(ps), true
 }
 
@@ -172,23 +196,50 @@ func (d *dfs) leaf() {
 	}
 }
 
-// order finds a sequence in which each move of ps fits when it runs, from
-// the start state: repeatedly the first pending move that fits now. The
-// final state fits, but a swap between two full hosts has no order, and
-// such a plan is not one an operator can run.
+// order finds a sequence in which each move of ps fits when it runs,
+// from the start state. The final state fits, but an order need not
+// exist (a swap between two full hosts has none), and the obvious one
+// can fail where another works (move a small container off a host first
+// so a large one can come in): so every order is searched, depth first,
+// moves in plan order at each step, remembering the sets of moves done
+// from which no order finishes (the state depends only on the set).
 func (r *rebalancer) order(ps []pair) ([]pair, bool) {
-	pending := slices.Clone(ps)
-	var done []pair
-	for len(pending) > 0 {
-		k := slices.IndexFunc(pending, func(p pair) bool { return r.st.fits(p.c, p.to) })
-		if k < 0 {
-			r.reset()
-			return nil, false
-		}
-		r.st.assign(pending[k].c, pending[k].to)
-		done = append(done, pending[k])
-		pending = slices.Delete(pending, k, k+1)
+	if len(ps) > 62 {
+		return nil, false // beyond any plan the budget lets the search try
 	}
+	st := r.st
+	full := uint64(1)<<len(ps) - 1
+	dead := map[uint64]bool{}
+	seq := make([]pair, 0, len(ps))
+	var walk func(done uint64) bool
+	walk = func(done uint64) bool {
+		if done == full {
+			return true
+		}
+		if dead[done] {
+			return false
+		}
+		for k, p := range ps {
+			if done&(1<<k) != 0 || !st.fits(p.c, p.to) {
+				continue
+			}
+			src := st.cons[p.c].host
+			sc, sm, sn := st.cpu[src], st.mem[src], st.count[src]
+			dc, dm, dn := st.cpu[p.to], st.mem[p.to], st.count[p.to]
+			st.assign(p.c, p.to)
+			seq = append(seq, p)
+			if walk(done | 1<<k) {
+				return true
+			}
+			seq = seq[:len(seq)-1]
+			st.cons[p.c].host = src
+			st.cpu[src], st.mem[src], st.count[src] = sc, sm, sn
+			st.cpu[p.to], st.mem[p.to], st.count[p.to] = dc, dm, dn
+		}
+		dead[done] = true
+		return false
+	}
+	ok := walk(0)
 	r.reset()
-	return done, true
+	return seq, ok
 }

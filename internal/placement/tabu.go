@@ -16,9 +16,10 @@ func (s *state) violationWith(h, i int) float64 {
 	return s.violationOf(h, s.cpu[h]+c.cpu, s.mem[h]+c.mem)
 }
 
-// tabuTenure is how many steps a moved container may not move again: long
+// tabuTenure is how many steps a container may not go back to a host it
+// left (fewer with few containers: a quarter of them, at least 1): long
 // enough that the search cannot undo a step at once and cycle, short
-// enough that few containers are frozen at any time.
+// enough that it is not left with nothing to do.
 const tabuTenure = 10
 
 // tabuBudget bounds the tabu search in candidate moves judged (about
@@ -49,10 +50,25 @@ func (s *state) repair(movable, dest []bool, budget int) int {
 	v := s.totalViolation(dest)
 	bestV := v
 	bestAt := s.snapshot()
-	tabuUntil := make([]int, len(s.cons))
+	// What is tabu is a container going back to a host it just left:
+	// forbidding the container outright stalls a search with few of
+	// them, and forbidding nothing lets it shuttle one container
+	// between two equally bad hosts forever.
+	nh := len(s.hosts)
+	tabuUntil := make([]int, len(s.cons)*nh)
 	on := make([][]int, len(s.hosts))
 	step := 0
-	for ; v > 0 && budget > 0; step++ {
+	n := 0
+	for i := range movable {
+		if movable[i] {
+			n++
+		}
+	}
+	tenure := min(tabuTenure, max(1, n/4))
+	// Patience: steps without a new best before giving up, so that an
+	// infeasible input with few containers does not use the whole budget.
+	patience, lastBest := 100+10*n, 0
+	for ; v > 0 && budget > 0 && step-lastBest < patience; step++ {
 		for h := range on {
 			on[h] = on[h][:0]
 		}
@@ -62,18 +78,20 @@ func (s *state) repair(movable, dest []bool, budget int) int {
 			}
 		}
 		type cand struct {
-			i, j, d int
-			dv, dsq float64
+			i, j, d, src int
+			dv, dsq      float64
 		}
-		best := cand{i: -1}
+		best, bestTabu := cand{i: -1}, cand{i: -1}
 		consider := func(c cand) {
 			budget--
-			tabu := tabuUntil[c.i] > step || (c.j >= 0 && tabuUntil[c.j] > step)
-			if tabu && v+c.dv >= bestV-improveEps {
-				return
+			b := &best
+			if tabuUntil[c.i*nh+c.d] > step || (c.j >= 0 && tabuUntil[c.j*nh+c.src] > step) {
+				if v+c.dv >= bestV-improveEps {
+					b = &bestTabu
+				}
 			}
-			if best.i < 0 || c.dv < best.dv-improveEps || (c.dv <= best.dv+improveEps && c.dsq < best.dsq-improveEps) {
-				best = c
+			if b.i < 0 || c.dv < b.dv-improveEps || (c.dv <= b.dv+improveEps && c.dsq < b.dsq-improveEps) {
+				*b = c
 			}
 		}
 		for src := range s.hosts {
@@ -91,7 +109,7 @@ func (s *state) repair(movable, dest []bool, budget int) int {
 						continue
 					}
 					vd, ld := s.violation(d), s.load(d)
-					consider(cand{i: i, j: -1, d: d,
+					consider(cand{i: i, j: -1, d: d, src: src,
 						dv:  vsOut - vs + s.violationWith(d, i) - vd,
 						dsq: lsOut*lsOut - ls*ls + sq(s.loadWith(d, i, 1)) - ld*ld})
 					for _, j := range on[d] {
@@ -101,7 +119,7 @@ func (s *state) repair(movable, dest []bool, budget int) int {
 						}
 						sc, sm := s.cpu[src]-ci.cpu+cj.cpu, s.mem[src]-ci.mem+cj.mem
 						dc, dm := s.cpu[d]-cj.cpu+ci.cpu, s.mem[d]-cj.mem+ci.mem
-						consider(cand{i: i, j: j, d: d,
+						consider(cand{i: i, j: j, d: d, src: src,
 							dv:  s.violationOf(src, sc, sm) - vs + s.violationOf(d, dc, dm) - vd,
 							dsq: sq(s.share(src, sc, sm)) - ls*ls + sq(s.share(d, dc, dm)) - ld*ld})
 					}
@@ -109,18 +127,23 @@ func (s *state) repair(movable, dest []bool, budget int) int {
 			}
 		}
 		if best.i < 0 {
+			// Every move is tabu (few containers to move): take the best
+			// of them rather than stop.
+			best = bestTabu
+		}
+		if best.i < 0 {
 			break
 		}
 		src := s.cons[best.i].host
 		s.assign(best.i, best.d)
-		tabuUntil[best.i] = step + 1 + tabuTenure
+		tabuUntil[best.i*nh+src] = step + 1 + tenure
 		if best.j >= 0 {
 			s.assign(best.j, src)
-			tabuUntil[best.j] = step + 1 + tabuTenure
+			tabuUntil[best.j*nh+best.d] = step + 1 + tenure
 		}
 		v = s.totalViolation(dest)
 		if v < bestV-improveEps {
-			bestV, bestAt = v, s.snapshot()
+			bestV, bestAt, lastBest = v, s.snapshot(), step
 		}
 	}
 	s.restore(bestAt)
