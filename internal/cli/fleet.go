@@ -214,21 +214,25 @@ func schedState(unschedulable bool) string {
 
 func printHosts(w io.Writer, hosts []fleet.HostStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tSTATE\tCPUS\tMEMORY\tCONTAINERS\tURL")
+	fmt.Fprintln(tw, "HOST\tSTATE\tCPUS REQ/CAP\tMEMORY REQ/CAP\tUSED CPUS, MEMORY\tCONTAINERS\tURL")
 	for _, h := range hosts {
 		state := schedState(h.Unschedulable)
-		cpus, mem, n := "-", "-", "-"
+		cpus, mem, used, n := "-", "-", "-", "-"
 		if !h.Reachable {
 			state += ", unreachable: " + h.Error
 		} else {
-			cpus = fmt.Sprint(h.Stats.CPUs)
-			mem = fmt.Sprintf("%.0f MiB", h.Stats.MemTotalMB)
+			st := h.Stats
+			cpus = fmt.Sprintf("%.2f/%.2f", st.Requested.CPUs, st.Capacity.CPUs)
+			mem = fmt.Sprintf("%s/%s", mib(st.Requested.MemoryBytes), mib(st.Capacity.MemoryBytes))
+			used = fmt.Sprintf("%.2f, %s", st.Used.CPUs, mib(st.Used.MemoryBytes))
 			n = fmt.Sprint(len(h.Containers))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, state, cpus, mem, n, h.URL)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, state, cpus, mem, used, n, h.URL)
 	}
 	tw.Flush()
 }
+
+func mib(b int64) string { return fmt.Sprintf("%d MiB", b>>20) }
 
 func newRebalanceCmd(g *globals) *cobra.Command {
 	var (
@@ -368,10 +372,14 @@ func newStatusCmd(g *globals) *cobra.Command {
 			printHosts(w, st.Hosts)
 			fmt.Fprintln(w)
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CONTAINER\tHOST\tSTATE\tIP\tCPUS\tMEMORY")
+			fmt.Fprintln(tw, "CONTAINER\tHOST\tSTATE\tIP\tCPUS REQ\tMEMORY REQ\tUSED CPUS, MEMORY")
 			for _, h := range st.Hosts {
 				for _, c := range h.Containers {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%d MiB\n", c.Name, h.Name, c.State, c.IP, c.Resources.CPUs, c.Resources.MemoryBytes>>20)
+					used := "-"
+					if u := c.Usage; u != nil {
+						used = fmt.Sprintf("%.2f, %s", u.CPUs, mib(u.MemoryBytes))
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\t%s\n", c.Name, h.Name, c.State, c.IP, c.Requests.CPUs, mib(c.Requests.MemoryBytes), used)
 				}
 			}
 			tw.Flush()
