@@ -355,6 +355,9 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 		if res.LimitErr != nil {
 			a.log.Error("restored without its CPU limit", "name", name, "err", res.LimitErr)
 		}
+		if res.CRIULost != nil {
+			a.log.Warn("CRIU failed after the container resumed; it runs", "name", name, "pid", pid, "err", res.CRIULost)
+		}
 		if res.Pages != nil {
 			a.followPages(e, res.Pages, in.dir)
 		}

@@ -435,3 +435,35 @@ func TestCPULimitAfterRollbackAndMove(t *testing.T) {
 	info, _ = e.clients[testbed.HostB].Get(context.Background(), "py")
 	checkCgroupLimits(t, info.Pid, 64<<20, 20000)
 }
+
+// CRIU on the destination dies after the container resumed (killed at
+// its post-resume notification): the container runs there and its clients
+// may already talk to it, so the migration completes instead of killing
+// it and rolling back under them (found by cflow bench soak,
+// criu-kill-restore: the record said rolled_back and the clients were
+// ahead of the source's copy).
+func TestDestinationCRIUDiesAfterResume(t *testing.T) {
+	e, lc := faultEnv(t)
+	b := e.agents[testbed.HostB]
+	e.hook = func(h string, r *http.Request) {
+		// Answered: the restorer waits for the images.
+		if h != testbed.HostB || r.URL.Path != "/v1/migrations" {
+			return
+		}
+		b.mu.Lock()
+		rs := b.containers["py"].incoming.restorer
+		b.mu.Unlock()
+		rs.OnResumed = func() { _ = syscall.Kill(rs.CRIUPid(), syscall.SIGKILL) }
+	}
+	res, err := migrateAB(e)
+	e.hook = nil
+	if err != nil || res.Record.Status != migration.StatusSuccess {
+		t.Fatalf("want the migration to complete: %+v %v", res, err)
+	}
+	lc.say("b", "2:b")
+	expectHostEmpty(t, e, testbed.HostA)
+	if _, err := e.clients[testbed.HostB].Migrate(context.Background(), "py", MigrateRequest{To: testbed.HostA}); err != nil {
+		t.Fatalf("migration back: %v", err)
+	}
+	lc.say("c", "3:c")
+}

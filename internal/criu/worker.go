@@ -63,6 +63,9 @@ type WorkerOpts struct {
 // FirstFileFD is the fd number of WorkerOpts.Files[0] inside CRIU.
 const FirstFileFD = 4
 
+// Pid is the worker's process.
+func (w *Worker) Pid() int { return w.cmd.Process.Pid }
+
 // StartWorker starts `criu swrk` and leaves it waiting for a request.
 func (b Binary) StartWorker(o WorkerOpts) (*Worker, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)

@@ -243,7 +243,13 @@ type Restorer struct {
 	binds  []*rpc.ExtMountMap // the container's bind mounts, from its bundle
 	cgs    []string           // its cgroups (the CPU limit comes after the restore)
 	once   sync.Once
+	// OnResumed, if set, runs at CRIU's post-resume notification (fault
+	// tests kill CRIU there).
+	OnResumed func()
 }
+
+// CRIUPid is the process of the CRIU that restores (for fault tests).
+func (rs *Restorer) CRIUPid() int { return rs.w.Pid() }
 
 // PrepareRestore writes the bundle of s (if it is not there), creates the
 // container's cgroups and mount points, bind-mounts its root, opens its
@@ -375,14 +381,36 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 			}
 		}()
 	}
-	var hookErr error
-	notify := func(script string, _ int) error {
-		if script == "pre-resume" && preResume != nil {
-			hookErr = preResume()
+	var (
+		hookErr error
+		root    int  // the restored init, from CRIU's notifications
+		resumed bool // CRIU let the tasks run
+	)
+	notify := func(script string, pid int) error {
+		switch script {
+		case "setup-namespaces", "post-restore":
+			root = pid
+		case "pre-resume":
+			if preResume != nil {
+				hookErr = preResume()
+			}
+		case "post-resume":
+			resumed = true
+			if rs.OnResumed != nil {
+				rs.OnResumed()
+			}
 		}
 		return nil
 	}
 	pid, err := rs.w.Restore(ctx, opts, notify)
+	if err != nil && resumed && root > 0 {
+		// CRIU died (or was cut off) after the container resumed: it runs,
+		// its clients may already have talked to it, and failing the
+		// restore would kill it under them. Only CRIU's answer was lost.
+		if _, _, perr := procStat(root); perr == nil {
+			res.CRIULost, pid, err = err, root, nil
+		}
+	}
 	if err != nil {
 		return res, criu.Failed("restore "+s.Name, err, filepath.Join(rs.o.WorkDir, "restore.log"))
 	}
@@ -413,6 +441,9 @@ type Restored struct {
 	// LimitErr: the container's CPU limit could not be applied after the
 	// restore (it runs without).
 	LimitErr error
+	// CRIULost: CRIU failed after the container had resumed; the
+	// container runs (this is what CRIU said).
+	CRIULost error
 	// Pages, in post-copy, is the transfer of the memory still under way
 	// (nil otherwise).
 	Pages *PostCopy
