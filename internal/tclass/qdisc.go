@@ -57,10 +57,10 @@ type Config struct {
 	DSCP int
 }
 
-// Install puts the classes on ifname in namespace ns ("" = the caller's)
-// or brings them to cfg, replacing in place what an earlier Install made
-// (an agent restart must not stack qdiscs, and must not drop what is
-// queued). It replaces any other root qdisc on the interface.
+// Install puts the classes on ifname in namespace ns ("" = the caller's),
+// or brings those an earlier Install made to cfg without recreating the
+// qdisc: an agent restart must neither stack qdiscs nor drop what is
+// queued. Any other root qdisc on the interface is replaced.
 func Install(ns, ifname string, cfg Config) error {
 	if cfg.Rate < MinRate {
 		return fmt.Errorf("link rate %d bit/s: at least %d", cfg.Rate, MinRate)
@@ -74,10 +74,19 @@ func Install(ns, ifname string, cfg Config) error {
 			return fmt.Errorf("tclass: uplink %s: %w", ifname, err)
 		}
 		idx := link.Attrs().Index
-		q := netlink.NewHtb(netlink.QdiscAttrs{LinkIndex: idx, Handle: QdiscHandle, Parent: netlink.HANDLE_ROOT})
-		q.Defcls = LiveClass & 0xffff // unclassified packets are live
-		if err := netlink.QdiscReplace(q); err != nil {
-			return fmt.Errorf("tclass: htb root on %s: %w", ifname, err)
+		ours, err := hasRoot(link)
+		if err != nil {
+			return err
+		}
+		// HTB cannot be changed in place (the kernel refuses): ours is
+		// kept as it is, its classes and filters brought to cfg below;
+		// anything else is replaced.
+		if !ours {
+			q := netlink.NewHtb(netlink.QdiscAttrs{LinkIndex: idx, Handle: QdiscHandle, Parent: netlink.HANDLE_ROOT})
+			q.Defcls = LiveClass & 0xffff // unclassified packets are live
+			if err := netlink.QdiscReplace(q); err != nil {
+				return fmt.Errorf("tclass: htb root on %s: %w", ifname, err)
+			}
 		}
 		mig := uint64(float64(cfg.Rate) * MigrationShare)
 		classes := []*netlink.HtbClass{
@@ -161,20 +170,35 @@ func Remove(ns, ifname string) (bool, error) {
 		if err != nil {
 			return fmt.Errorf("tclass: uplink %s: %w", ifname, err)
 		}
-		qs, err := netlink.QdiscList(link)
-		if err != nil {
+		q, err := ourRoot(link)
+		if err != nil || q == nil {
 			return err
 		}
-		for _, q := range qs {
-			a := q.Attrs()
-			if a.Parent == netlink.HANDLE_ROOT && a.Handle == QdiscHandle && q.Type() == "htb" {
-				if err := netlink.QdiscDel(q); err != nil {
-					return fmt.Errorf("tclass: remove root qdisc of %s: %w", ifname, err)
-				}
-				removed = true
-			}
+		if err := netlink.QdiscDel(q); err != nil {
+			return fmt.Errorf("tclass: remove root qdisc of %s: %w", ifname, err)
 		}
+		removed = true
 		return nil
 	})
 	return removed, err
+}
+
+// ourRoot returns the link's root qdisc if Install made it, else nil.
+func ourRoot(link netlink.Link) (netlink.Qdisc, error) {
+	qs, err := netlink.QdiscList(link)
+	if err != nil {
+		return nil, fmt.Errorf("tclass: qdiscs of %s: %w", link.Attrs().Name, err)
+	}
+	for _, q := range qs {
+		a := q.Attrs()
+		if a.Parent == netlink.HANDLE_ROOT && a.Handle == QdiscHandle && q.Type() == "htb" {
+			return q, nil
+		}
+	}
+	return nil, nil
+}
+
+func hasRoot(link netlink.Link) (bool, error) {
+	q, err := ourRoot(link)
+	return q != nil, err
 }
