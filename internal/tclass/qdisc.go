@@ -42,7 +42,7 @@ const MigrationShare = 0.10
 // time.
 const MinRate = 1_000_000
 
-// quantum is the HTB quantum of both leaf classes, in bytes. They differ in
+// quantum is the HTB quantum of the classes, in bytes. The leaves differ in
 // priority, so it never splits bandwidth between them; set explicitly
 // only to keep the kernel from deriving a huge one from a fast rate
 // (and warning about it).
@@ -91,7 +91,7 @@ func Install(ns, ifname string, cfg Config) error {
 		mig := uint64(float64(cfg.Rate) * MigrationShare)
 		classes := []*netlink.HtbClass{
 			netlink.NewHtbClass(netlink.ClassAttrs{LinkIndex: idx, Parent: QdiscHandle, Handle: ParentClass},
-				netlink.HtbClassAttrs{Rate: cfg.Rate, Ceil: cfg.Rate}),
+				netlink.HtbClassAttrs{Rate: cfg.Rate, Ceil: cfg.Rate, Quantum: quantum}),
 			netlink.NewHtbClass(netlink.ClassAttrs{LinkIndex: idx, Parent: ParentClass, Handle: LiveClass},
 				netlink.HtbClassAttrs{Rate: cfg.Rate - mig, Ceil: cfg.Rate, Prio: 0, Quantum: quantum}),
 			netlink.NewHtbClass(netlink.ClassAttrs{LinkIndex: idx, Parent: ParentClass, Handle: MigrationClass},

@@ -293,9 +293,9 @@ func (r *Result) printClass(w io.Writer) {
 			fmt.Sprintf("%d/%d/%d", row.RecordsLost, row.Duplicated, row.Unanswered), fmt.Sprintf("%.0f%%", 100*row.LinkBusy),
 			float64(row.LiveBytes)/1e6, float64(row.MigrationBytes)/1e6)
 	}
-	fmt.Fprintf(w, "\nobserver (not migrated)            during     one-way ms p50/p99/max     rtt ms p50/p99/max         longest gap ms\n")
+	fmt.Fprintf(w, "\nobserver (not migrated)            during     one-way ms p50/p95/p99/max   rtt ms p50/p95/p99/max       longest gap ms (0: none >= 20)\n")
 	line := func(o *Observed, during string) {
-		fmt.Fprintf(w, "%-34s %-10s %-26s %-26s %.1f\n", o.Observer, during, dist3(o.OneWay), dist3(o.RTT), o.MaxGap)
+		fmt.Fprintf(w, "%-34s %-10s %-28s %-28s %.1f\n", o.Observer, during, dist4(o.OneWay), dist4(o.RTT), o.MaxGap)
 	}
 	for i := range c.Idle {
 		line(c.Idle[i], "idle")
@@ -311,3 +311,7 @@ func (r *Result) printClass(w io.Writer) {
 }
 
 func dist3(d metrics.Dist) string { return fmt.Sprintf("%.1f/%.1f/%.1f", d.P50, d.P99, d.Max) }
+
+func dist4(d metrics.Dist) string {
+	return fmt.Sprintf("%.1f/%.1f/%.1f/%.1f", d.P50, d.P95, d.P99, d.Max)
+}
