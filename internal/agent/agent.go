@@ -85,7 +85,17 @@ type Config struct {
 	// UsageInterval is how often the containers' CPU and memory use is
 	// sampled (DefaultUsageInterval if zero).
 	UsageInterval time.Duration
-	Log           *slog.Logger
+	// MigrationDSCP marks the connections between this agent and its
+	// peers (package tclass): the image stream, handoff, commit, image
+	// pushes, log history. -1 or 0 leaves them unmarked; `cflow agent
+	// serve` defaults to tclass.DefaultDSCP (CS1).
+	MigrationDSCP int
+	// LinkRate, when non-zero, is the uplink's rate in bits/s: New puts
+	// the live and migration classes on Uplink (tclass.Install), marked
+	// traffic going to migration. Zero removes what an earlier run with
+	// a rate installed (link.go).
+	LinkRate uint64
+	Log      *slog.Logger
 }
 
 // ContainerSpec is what a client asks to run.
@@ -234,6 +244,9 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	cfg.CRIU = cb.Path
+	if err := setupLink(cfg); err != nil {
+		return nil, err
+	}
 	// Saves CRIU's kernel probing (~20 ms) on each of the four CRIU starts
 	// of a migration; without it the agent still works, only slower.
 	if how, err := criu.EnsureKernelCache(context.Background(), cb); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/containerflow/containerflow/internal/nsrun"
 	"github.com/containerflow/containerflow/internal/runtime"
+	"github.com/containerflow/containerflow/internal/tclass"
 )
 
 // Client talks to an agent. Base URLs are http://HOST:PORT or
@@ -37,6 +38,10 @@ type ClientOptions struct {
 	// TLS is the client's configuration for https:// base URLs (mutual
 	// TLS: see pki.Identity.ClientConfig).
 	TLS *tls.Config
+	// DSCP, when it marks (tclass.Marks), is set on every TCP connection
+	// the client dials: an agent's clients of its peers carry the
+	// migration class's mark.
+	DSCP int
 }
 
 // NewClient returns a client for the agent at base.
@@ -48,8 +53,10 @@ func NewClient(base string, o ClientOptions) *Client {
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return d.DialContext(ctx, "unix", path)
 		}
-		url = "http://agent"
-	} else if o.Netns != "" {
+		return &Client{base: "http://agent", token: o.Token, hc: &http.Client{Transport: tr}}
+	}
+	d.Control = tclass.Control(o.DSCP)
+	if o.Netns != "" {
 		tr.DialContext = func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 			err = nsrun.Do(o.Netns, func() error {
 				c, err = d.DialContext(ctx, network, addr)
@@ -57,6 +64,8 @@ func NewClient(base string, o ClientOptions) *Client {
 			})
 			return c, err
 		}
+	} else if d.Control != nil {
+		tr.DialContext = d.DialContext
 	}
 	return &Client{base: url, token: o.Token, hc: &http.Client{Transport: tr}}
 }
@@ -84,7 +93,7 @@ func (a *Agent) peerClient(host string, plain bool) (*Client, error) {
 	if c := a.peers[key]; c != nil {
 		return c, nil
 	}
-	o := ClientOptions{Token: a.cfg.Token, Netns: a.cfg.HostNetns}
+	o := ClientOptions{Token: a.cfg.Token, Netns: a.cfg.HostNetns, DSCP: a.cfg.MigrationDSCP}
 	if strings.HasPrefix(base, "https://") {
 		if a.cfg.TLS == nil {
 			return nil, fmt.Errorf("peer %s is https but this agent has no certificate", host)

@@ -24,6 +24,7 @@ import (
 	"github.com/containerflow/containerflow/internal/pki"
 	"github.com/containerflow/containerflow/internal/privfs"
 	"github.com/containerflow/containerflow/internal/runtime"
+	"github.com/containerflow/containerflow/internal/tclass"
 	"github.com/containerflow/containerflow/internal/testbed"
 )
 
@@ -45,6 +46,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 		keep      []string
 		capMemory string
 		advertise string
+		linkRate  string
 	)
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -77,6 +79,19 @@ func newAgentCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("--capacity-memory: %w", err)
 				}
 				cfg.Capacity.MemoryBytes = m
+			}
+			if err := tclass.CheckDSCP(cfg.MigrationDSCP); err != nil {
+				return fmt.Errorf("--migration-dscp: %w", err)
+			}
+			if linkRate != "" {
+				r, err := testbed.ParseRate(linkRate)
+				if err != nil {
+					return fmt.Errorf("--link-rate %q: want a rate with tc's units, e.g. 100mbit or 1gbit", linkRate)
+				}
+				if r < tclass.MinRate {
+					return fmt.Errorf("--link-rate %s: at least 1mbit", linkRate)
+				}
+				cfg.LinkRate = r
 			}
 			if cfg.Capacity.CPUs < 0 {
 				return fmt.Errorf("--capacity-cpus %g: must not be negative", cfg.Capacity.CPUs)
@@ -130,6 +145,8 @@ func newAgentCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				// Before TLS: the mark is the TCP connection's.
+				l = tclass.Listener(l, cfg.MigrationDSCP, peerAddrs(cfg.Peers, cfg.PlainPeers))
 				if cfg.TLS != nil {
 					l = tls.NewListener(l, cfg.TLS.ServerConfig())
 				}
@@ -140,7 +157,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				ls = append(ls, l)
+				ls = append(ls, tclass.Listener(l, cfg.MigrationDSCP, peerAddrs(cfg.Peers, cfg.PlainPeers)))
 			}
 			if socket != "" {
 				_ = os.Remove(socket)
@@ -190,6 +207,8 @@ func newAgentCmd(g *globals) *cobra.Command {
 	f.Float64Var(&cfg.Capacity.CPUs, "capacity-cpus", 0, "CPUs this host offers its containers' requests (their --cpus), e.g. 1.5 (default: the machine's)")
 	f.StringVar(&capMemory, "capacity-memory", "", "memory this host offers its containers' requests (their --memory), e.g. 8GiB (default: the machine's)")
 	f.DurationVar(&cfg.UsageInterval, "usage-interval", agent.DefaultUsageInterval, "how often the containers' CPU and memory use is sampled")
+	f.IntVar(&cfg.MigrationDSCP, "migration-dscp", tclass.DefaultDSCP, "DSCP of the connections to and from other agents (images, handoff, commit): 8 = CS1, lower effort; -1 = do not mark (docs/operations.md#migration-traffic-class)")
+	f.StringVar(&linkRate, "link-rate", "", "the uplink's rate, e.g. 1gbit: schedule it with an HTB root qdisc, live traffic first and migration traffic (--migration-dscp) in a class of its own; default off")
 	f.StringArrayVar(&keep, "private-fs-keep", nil, "with --private-fs: a path under a private directory that stays the machine's (repeatable)")
 	_ = f.MarkHidden("private-fs")
 	_ = f.MarkHidden("private-fs-keep")
@@ -302,6 +321,26 @@ func steererFor(arg string, id *pki.Identity) (agent.Steerer, error) {
 		return &controller.Steerer{Client: c, RewriteMAC: true}, nil
 	}
 	return nil, fmt.Errorf("--switch %q: want bridge:PREFIX, https://ADDR:PORT[?token_file=PATH] (with --tls-dir), http://... or unix:///PATH", arg)
+}
+
+// peerAddrs are the addresses of the peers' URLs that are IP literals;
+// connections from them are marked as migration traffic. A peer named by
+// DNS is left out (resolving at start would pin a name that may move):
+// its connections this agent dials are marked all the same.
+func peerAddrs(maps ...map[string]string) []netip.Addr {
+	var out []netip.Addr
+	for _, m := range maps {
+		for _, u := range m {
+			pu, err := url.Parse(u)
+			if err != nil {
+				continue
+			}
+			if a, err := netip.ParseAddr(pu.Hostname()); err == nil {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // advertiseURL is the agent's API as others reach it, from its listen

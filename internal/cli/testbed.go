@@ -178,6 +178,8 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 		insecure   bool
 		switchKind string
 		hosts      int
+		migNet     string
+		linkRate   string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -189,7 +191,15 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 			if err := testbed.ValidateHosts(hosts); err != nil {
 				return fmt.Errorf("--hosts: %w", err)
 			}
-			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth, PrivateFS: privateFS, Insecure: insecure, Hosts: hosts, HostCapacity: capacity}
+			cfg := testbed.Config{Prefix: g.prefix, Switch: switchKind, NoAuth: noAuth, PrivateFS: privateFS, Insecure: insecure, Hosts: hosts, HostCapacity: capacity,
+				MigrationNet: migNet}
+			if linkRate != "" {
+				r, err := testbed.ParseRate(linkRate)
+				if err != nil {
+					return fmt.Errorf("--link-rate %q: want a rate with tc's units, e.g. 100mbit", linkRate)
+				}
+				cfg.LinkRate = r
+			}
 			if !noAgents {
 				exe, err := os.Executable()
 				if err != nil {
@@ -216,6 +226,12 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 				if tb.Insecure {
 					fmt.Fprintf(cmd.OutOrStdout(), "insecure: the seed's endpoints also on plain %s, the agents on plain port %d\n", testbed.ControllerURL(), testbed.AgentPlainPort)
 				}
+				if tb.MigratesOverData() {
+					fmt.Fprintln(cmd.OutOrStdout(), "migration over the data network: agents call each other at the hosts' data addresses (198.18.0.x), through the switch")
+				}
+				if tb.LinkRate > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "link rate %s: each agent schedules its eth0 with a live and a migration class\n", testbed.FormatRate(tb.LinkRate))
+				}
 			}
 			return nil
 		},
@@ -227,6 +243,8 @@ func newTestbedUpCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&noAuth, "no-auth", false, "start the controller and the agents without a bearer token (the seed's scripts send none; implies --insecure); anyone on the management network can then write through the plain listeners")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "keep plain HTTP next to mutual TLS: the controller's seed endpoints on "+testbed.ControllerURL()+" (the seed's scripts), the agents on plain port 7071 (bench --compare-tls)")
 	cmd.Flags().StringVar(&switchKind, "switch", testbed.SwitchEBPF, "data-plane switch: ebpf (eBPF switch with its controller on "+testbed.ControllerTLSURL()+") or bridge (Linux bridge)")
+	cmd.Flags().StringVar(&migNet, "migration-net", testbed.MigrationNetMgmt, "network the agents call each other on, and checkpoint images cross: mgmt (the management bridge) or data (the hosts' data addresses through the switch, sharing the links with the containers' traffic)")
+	cmd.Flags().StringVar(&linkRate, "link-rate", "", "pass --link-rate RATE (e.g. 100mbit) to every agent: each schedules its eth0 at RATE with a live and a migration class (default off)")
 	cmd.Flags().BoolVar(&privateFS, "private-fs", false, "run each agent in a mount namespace of its own with private /tmp, /var/tmp, /dev/shm, /run/netns and state directory, as on hosts that share no filesystem (docs/testbed.md)")
 	return cmd
 }

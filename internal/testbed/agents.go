@@ -132,27 +132,9 @@ func (tb *Testbed) startAgent(bin, h, steer string) error {
 	if c := tb.HostCapacity; c.Memory != "" {
 		args = append(args, "--capacity-memory", c.Memory)
 	}
-	if tb.TLS {
-		args = append(args, "--tls-dir", tb.PKIDir(), "--listen", strings.TrimPrefix(AgentTLSURL(h), "https://"))
-		if tb.Insecure {
-			args = append(args, "--insecure", "--insecure-listen", strings.TrimPrefix(AgentPlainURL(h), "http://"))
-		}
-	} else {
-		args = append(args, "--insecure", "--listen", strings.TrimPrefix(AgentURL(h), "http://"))
-	}
-	for _, p := range tb.Hosts() {
-		if p == h {
-			continue
-		}
-		if tb.TLS {
-			args = append(args, "--peer", p+"="+AgentTLSURL(p))
-			if tb.Insecure {
-				args = append(args, "--plain-peer", p+"="+AgentPlainURL(p))
-			}
-		} else {
-			args = append(args, "--peer", p+"="+AgentURL(p))
-		}
-	}
+	args = append(args, tb.listenArgs(h)...)
+	args = append(args, tb.peerArgs(h)...)
+	args = append(args, tb.linkRateArgs()...)
 	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err

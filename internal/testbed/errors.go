@@ -14,4 +14,5 @@ var (
 	ErrNotFound    = errors.New("not found")
 	ErrBadSwitch   = errors.New("invalid switch kind")
 	ErrBadHosts    = errors.New("invalid number of hosts")
+	ErrBadMigNet   = errors.New("invalid migration network")
 )

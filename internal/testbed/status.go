@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/containerflow/containerflow/internal/nsrun"
+	"github.com/containerflow/containerflow/internal/tclass"
 	"github.com/vishvananda/netlink"
 )
 
@@ -39,6 +40,16 @@ type Status struct {
 	Containers []NodeStatus `json:"containers"`
 	// Impairments are the impaired links (Impair).
 	Impairments []LinkImpairment `json:"impairments,omitempty"`
+	// Classes are the hosts' uplinks that an agent schedules with the
+	// migration traffic class (agent serve --link-rate), with their
+	// counters.
+	Classes []HostClasses `json:"traffic_classes,omitempty"`
+}
+
+// HostClasses is one host's uplink classes, read through netlink.
+type HostClasses struct {
+	Host string `json:"host"`
+	*tclass.State
 }
 
 // Healthy reports whether every node namespace exists, every link in it is
@@ -68,6 +79,12 @@ func (s Status) Healthy() bool {
 // Status reads the testbed's namespaces, links and processes.
 func (tb *Testbed) Status() (Status, error) {
 	st := Status{Prefix: tb.Prefix, Switch: tb.switchStatus()}
+	for _, h := range tb.Hosts() {
+		ns, _ := tb.Netns(h)
+		if cs, err := tclass.Read(ns, UplinkIf); err == nil && cs.Installed {
+			st.Classes = append(st.Classes, HostClasses{Host: h, State: cs})
+		}
+	}
 	nodes := []string{Switch}
 	for _, n := range tb.Nodes() {
 		nodes = append(nodes, n.Name)
@@ -168,6 +185,7 @@ func (s Status) Print(w io.Writer) {
 		}
 	}
 	tw.Flush()
+	s.printClasses(w)
 	if len(s.Impairments) == 0 {
 		fmt.Fprintln(w, "impairments: none")
 		return
@@ -189,6 +207,30 @@ func (s Status) Print(w io.Writer) {
 			frames = fmt.Sprintf("%d,%d,%d / %d,%d,%d", up.Received, up.Lost, up.QueueDrop, dn.Received, dn.Lost, dn.QueueDrop)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", im.Link, mech, state, im.Impairment, frames)
+	}
+	tw.Flush()
+}
+
+// printClasses lists the scheduled uplinks; nothing when none is.
+func (s Status) printClasses(w io.Writer) {
+	if len(s.Classes) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "traffic classes (agent --link-rate):")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "HOST	LINK	RATE	LIVE bytes/packets	MIGRATION bytes/packets	FILTERS ipv4/ipv6\n")
+	for _, c := range s.Classes {
+		rate, live, mig := "?", "-", "-"
+		if c.Parent != nil {
+			rate = FormatRate(c.Parent.Rate)
+		}
+		if c.Live != nil {
+			live = fmt.Sprintf("%d/%d", c.Live.Bytes, c.Live.Packets)
+		}
+		if c.Migration != nil {
+			mig = fmt.Sprintf("%d/%d", c.Migration.Bytes, c.Migration.Packets)
+		}
+		fmt.Fprintf(tw, "%s	%s	%s	%s	%s	%d/%d\n", c.Host, UplinkIf, rate, live, mig, c.MigrationFiltersIPv4, c.MigrationFiltersIPv6)
 	}
 	tw.Flush()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/containerflow/containerflow/internal/cnet"
 	"github.com/containerflow/containerflow/internal/mounts"
 	"github.com/containerflow/containerflow/internal/nsrun"
+	"github.com/containerflow/containerflow/internal/tclass"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -56,6 +57,16 @@ type Config struct {
 	// requests (agent serve --capacity-*): the hosts share one machine,
 	// whose whole CPU and memory each would claim otherwise.
 	HostCapacity Capacity
+	// MigrationNet is the network agents call each other on, so the one
+	// checkpoint images cross: MigrationNetMgmt (the default, the
+	// management bridge) or MigrationNetData (the hosts' data addresses,
+	// through the switch, on the same links as the containers' traffic:
+	// a host with one NIC). See mignet.go.
+	MigrationNet string
+	// LinkRate, in bits/s, is passed to every agent as --link-rate: the
+	// rate of its uplink (eth0), which it then schedules with a live and
+	// a migration class (package tclass). 0: off.
+	LinkRate uint64
 }
 
 // Capacity is a host's capacity; zero fields are the machine's.
@@ -85,6 +96,11 @@ type Testbed struct {
 	HostCount int `json:"hosts,omitempty"`
 	// HostCapacity: see Config.HostCapacity.
 	HostCapacity Capacity `json:"host_capacity,omitzero"`
+	// MigrationNet: see Config.MigrationNet; "" is the management
+	// network (state written before the option existed, and the default).
+	MigrationNet string `json:"migration_net,omitempty"`
+	// LinkRate: see Config.LinkRate.
+	LinkRate uint64 `json:"link_rate_bps,omitempty"`
 }
 
 // Hosts are the testbed's hosts: hostA, hostB, ...
@@ -151,6 +167,15 @@ func Up(cfg Config) (tb *Testbed, err error) {
 	if err := ValidateHosts(cfg.Hosts); err != nil {
 		return nil, err
 	}
+	if err := ValidateMigrationNet(cfg.MigrationNet); err != nil {
+		return nil, err
+	}
+	if cfg.LinkRate != 0 && cfg.LinkRate < tclass.MinRate {
+		return nil, fmt.Errorf("%w: link rate %d bit/s (at least 1mbit)", ErrBadImpairment, cfg.LinkRate)
+	}
+	if cfg.MigrationNet == MigrationNetMgmt {
+		cfg.MigrationNet = "" // the default testbed's state stays as it was
+	}
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
@@ -159,7 +184,8 @@ func Up(cfg Config) (tb *Testbed, err error) {
 			cfg.Prefix, ErrExists, strings.Join(left, ", "), cfg.Prefix)
 	}
 	tb = &Testbed{Prefix: cfg.Prefix, Created: time.Now().UTC(), Switch: cfg.Switch, NoAuth: cfg.NoAuth, PrivateFS: cfg.PrivateFS,
-		TLS: cfg.AgentBinary != "", Insecure: cfg.Insecure || cfg.NoAuth, HostCount: cfg.Hosts, HostCapacity: cfg.HostCapacity}
+		TLS: cfg.AgentBinary != "", Insecure: cfg.Insecure || cfg.NoAuth, HostCount: cfg.Hosts, HostCapacity: cfg.HostCapacity,
+		MigrationNet: cfg.MigrationNet, LinkRate: cfg.LinkRate}
 	// Root-only: it holds the token, the CA key and the agents' state.
 	if err := os.MkdirAll(tb.Dir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", tb.Dir(), err)

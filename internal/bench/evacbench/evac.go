@@ -37,7 +37,13 @@ type Options struct {
 	Interval    time.Duration
 	CPUs        float64 // each container's request
 	MemoryBytes int64
-	Progress    io.Writer
+	MemoryMiB   int // each container's ballast (stream-server --memory-mib): more to move
+	// LinkRate (bits/s) and CompareClass: evacuate over the data network
+	// on links of that rate, with the migration traffic class on and off
+	// in turn, and observe a live stream that is not migrated (tclass.go).
+	LinkRate     uint64
+	CompareClass bool
+	Progress     io.Writer
 }
 
 // Row is one concurrency's figures.
@@ -58,14 +64,18 @@ type Row struct {
 	Unanswered   uint64         `json:"records_unanswered"`
 	Destinations map[string]int `json:"destinations"`
 	// SpeedupOverOne: evacuation time at concurrency 1 over this one (mean).
-	SpeedupOverOne float64 `json:"speedup_over_1"`
+	SpeedupOverOne float64 `json:"speedup_over_1,omitempty"`
+
+	downs, gaps []float64 // what Downtime and ClientGap summarize
 }
 
 // Result is the whole run.
 type Result struct {
 	Hosts      int    `json:"hosts"`
 	Containers int    `json:"containers"`
-	Rows       []*Row `json:"rows"`
+	Rows       []*Row `json:"rows,omitempty"`
+	// Class is a --compare-class run's (instead of Rows).
+	Class *ClassResult `json:"class,omitempty"`
 }
 
 // ContainerIP is the first container's address; the others follow.
@@ -109,6 +119,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		_, _ = rand.Read(b)
 		o.Prefix = "ev" + hex.EncodeToString(b)
 	}
+	if o.CompareClass {
+		return runClass(ctx, o)
+	}
 	tb, err := testbed.Up(testbed.Config{Prefix: o.Prefix, AgentBinary: o.Binary, Hosts: o.Hosts,
 		HostCapacity: testbed.Capacity{CPUs: 2, Memory: "2GiB"}})
 	if err != nil {
@@ -121,7 +134,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res := &Result{Hosts: o.Hosts, Containers: o.Containers}
 	rows := map[int]*Row{}
-	var gaps, downs = map[int][]float64{}, map[int][]float64{}
 	for _, c := range o.Concurrency {
 		rows[c] = &Row{Concurrency: c, Destinations: map[string]int{}}
 		res.Rows = append(res.Rows, rows[c])
@@ -132,16 +144,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		for i := range o.Concurrency {
 			c := o.Concurrency[(i+r)%len(o.Concurrency)]
 			fmt.Fprintf(o.Progress, "round %d: evacuating %d containers from hostA, %d at once\n", r+1, o.Containers, c)
-			if err := b.evacuate(ctx, o, c, rows[c], &downs, &gaps); err != nil {
+			ev, err := b.evacuate(ctx, o, c)
+			if err != nil {
 				return res, err
 			}
+			rows[c].add(ev)
 		}
 	}
 	one := rows[1]
 	for _, c := range o.Concurrency {
 		row := rows[c]
-		row.Downtime = metrics.Summarize(downs[c])
-		row.ClientGap = metrics.Summarize(gaps[c])
+		row.summarize()
 		if one != nil && len(one.EvacuationMs) > 0 {
 			row.SpeedupOverOne = mean(one.EvacuationMs) / mean(row.EvacuationMs)
 		}
@@ -193,9 +206,49 @@ func newBed(ctx context.Context, tb *testbed.Testbed) (*bed, error) {
 	}
 }
 
+// evacuation is one evacuation's outcome.
+type evacuation struct {
+	op          fleet.Operation
+	downs, gaps []float64 // per container moved / per connection, ms
+	moved       int
+	failed      int
+	dropped     int
+	lost, dup   uint64
+	unanswered  uint64
+	dest        map[string]int
+}
+
+// window is when the evacuation ran, plus a second for the last
+// connections' gaps to end (a gap belongs to the window it ended in).
+func (ev *evacuation) window() (time.Time, time.Time) {
+	return ev.op.Started, ev.op.Ended.Add(time.Second)
+}
+
+// add counts one evacuation into the row.
+func (row *Row) add(ev *evacuation) {
+	row.Evacuations++
+	row.EvacuationMs = append(row.EvacuationMs, float64(ev.op.Ended.Sub(ev.op.Started).Microseconds())/1000)
+	row.Moved += ev.moved
+	row.FailedSteps += ev.failed
+	row.Dropped += ev.dropped
+	row.RecordsLost += ev.lost
+	row.Duplicated += ev.dup
+	row.Unanswered += ev.unanswered
+	for h, n := range ev.dest {
+		row.Destinations[h] += n
+	}
+	row.downs = append(row.downs, ev.downs...)
+	row.gaps = append(row.gaps, ev.gaps...)
+}
+
+func (row *Row) summarize() {
+	row.Downtime = metrics.Summarize(row.downs)
+	row.ClientGap = metrics.Summarize(row.gaps)
+}
+
 // evacuate runs one evacuation of hostA at concurrency c, from a fresh
 // set of containers, and leaves the testbed as it found it.
-func (b *bed) evacuate(ctx context.Context, o Options, c int, row *Row, downs, gaps *map[int][]float64) error {
+func (b *bed) evacuate(ctx context.Context, o Options, c int) (*evacuation, error) {
 	bin := "/opt/cflow/bin/" + filepath.Base(o.Binary)
 	conns := map[string]*stream.Conn{}
 	names := []string{}
@@ -213,16 +266,19 @@ func (b *bed) evacuate(ctx context.Context, o Options, c int, row *Row, downs, g
 	ip := ContainerIP
 	for i := range o.Containers {
 		name := fmt.Sprintf("ev%d", i)
-		spec := agent.ContainerSpec{Name: name, IP: ip, Args: []string{bin, "workload", "stream-server",
-			"--listen", fmt.Sprintf(":%d", port), "--interval", o.Interval.String()}}
+		args := []string{bin, "workload", "stream-server", "--listen", fmt.Sprintf(":%d", port), "--interval", o.Interval.String()}
+		if o.MemoryMiB > 0 {
+			args = append(args, "--memory-mib", fmt.Sprint(o.MemoryMiB))
+		}
+		spec := agent.ContainerSpec{Name: name, IP: ip, Args: args}
 		spec.Resources.CPUs, spec.Resources.MemoryBytes = o.CPUs, o.MemoryBytes
 		if _, err := b.ag[testbed.HostA].Run(ctx, spec); err != nil {
-			return fmt.Errorf("run %s: %w", name, err)
+			return nil, fmt.Errorf("run %s: %w", name, err)
 		}
 		names = append(names, name)
-		k, err := b.connect(ip)
+		k, err := b.connect(ip, port, false)
 		if err != nil {
-			return fmt.Errorf("connect to %s: %w", name, err)
+			return nil, fmt.Errorf("connect to %s: %w", name, err)
 		}
 		conns[name] = k
 		ip = ip.Next()
@@ -230,47 +286,51 @@ func (b *bed) evacuate(ctx context.Context, o Options, c int, row *Row, downs, g
 	time.Sleep(500 * time.Millisecond)
 	op, err := b.fc.Evacuate(ctx, testbed.HostA, c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for !op.Finished() {
 		if op, err = b.fc.Operation(ctx, op.ID, 10*time.Second); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	time.Sleep(500 * time.Millisecond)
-	row.Evacuations++
-	row.EvacuationMs = append(row.EvacuationMs, float64(op.Ended.Sub(op.Started).Microseconds())/1000)
-	window := [2]time.Time{op.Started, op.Ended.Add(time.Second)}
+	ev := &evacuation{op: op, dest: map[string]int{}}
+	from, to := ev.window()
 	for _, s := range op.Steps {
 		if s.Status != fleet.StatusSuccess {
-			row.FailedSteps++
+			ev.failed++
 			fmt.Fprintf(o.Progress, "  step %s: %s: %s\n", s.Container, s.Status, s.Error)
 			continue
 		}
-		row.Moved++
-		row.Destinations[s.To]++
-		(*downs)[c] = append((*downs)[c], s.DowntimeMs)
+		ev.moved++
+		ev.dest[s.To]++
+		ev.downs = append(ev.downs, s.DowntimeMs)
 	}
 	for name, k := range conns {
 		st := k.Stop(ctx, 5*time.Second)
 		delete(conns, name)
 		if st.Dropped {
-			row.Dropped++
+			ev.dropped++
 		}
-		row.RecordsLost += st.Echo.Lost + st.Server.Lost
-		row.Duplicated += st.Echo.Duplicated + st.Server.Duplicated
-		row.Unanswered += st.Unanswered()
-		(*gaps)[c] = append((*gaps)[c], float64(st.MaxGapIn(0, window[0], window[1]).Microseconds())/1000)
+		ev.lost += st.Echo.Lost + st.Server.Lost
+		ev.dup += st.Echo.Duplicated + st.Server.Duplicated
+		ev.unanswered += st.Unanswered()
+		ev.gaps = append(ev.gaps, float64(st.MaxGapIn(0, from, to).Microseconds())/1000)
 	}
-	fmt.Fprintf(o.Progress, "  %s: %s in %s, %d moved\n", op.ID, op.Status, op.Ended.Sub(op.Started).Round(time.Millisecond), row.Moved)
-	return nil
+	fmt.Fprintf(o.Progress, "  %s: %s in %s, %d moved\n", op.ID, op.Status, op.Ended.Sub(op.Started).Round(time.Millisecond), ev.moved)
+	return ev, nil
 }
 
-func (b *bed) connect(ip netip.Addr) (*stream.Conn, error) {
+// connect opens a stream connection from the client to ip:p, retrying
+// while the server starts; an observer's keeps every record's latency.
+func (b *bed) connect(ip netip.Addr, p int, observer bool) (*stream.Conn, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		nc, err := b.tb.Dial(testbed.Client, "tcp4", fmt.Sprintf("%s:%d", ip, port), time.Second)
+		nc, err := b.tb.Dial(testbed.Client, "tcp4", fmt.Sprintf("%s:%d", ip, p), time.Second)
 		if err == nil {
+			if observer {
+				return stream.StartWithLatency(nc, 10*time.Millisecond, 20*time.Millisecond), nil
+			}
 			return stream.Start(nc, 10*time.Millisecond, 20*time.Millisecond), nil
 		}
 		if time.Now().After(deadline) {
@@ -282,6 +342,10 @@ func (b *bed) connect(ip netip.Addr) (*stream.Conn, error) {
 
 // Print writes the table.
 func (r *Result) Print(w io.Writer) {
+	if r.Class != nil {
+		r.printClass(w)
+		return
+	}
 	fmt.Fprintf(w, "evacuation of %d containers from hostA over %d hosts\n", r.Containers, r.Hosts)
 	fmt.Fprintf(w, "%-11s %-14s %-9s %-26s %-26s %-6s %-7s %-5s %s\n", "concurrency", "evacuation ms", "speedup", "downtime ms p50/p99/max", "client gap ms p50/p99/max", "moved", "failed", "drops", "lost/dup/unanswered")
 	for _, row := range r.Rows {

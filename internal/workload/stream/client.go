@@ -26,14 +26,26 @@ type ConnStats struct {
 	Err     string   `json:",omitempty"`
 }
 
+// Latency is one record's delay as the client saw it: for an echo the
+// round trip from the client's send, for a server record the one-way
+// delay from the server's send (client and server share a clock in the
+// testbed, which is one machine).
+type Latency struct {
+	Kind byte
+	At   time.Time // arrival
+	D    time.Duration
+}
+
 // Conn drives one workload connection.
 type Conn struct {
 	c        net.Conn
 	interval time.Duration
 	minGap   time.Duration
+	keepLat  bool
 
 	mu      sync.Mutex
 	stats   ConnStats
+	lat     []Latency     // with keepLat
 	done    chan struct{} // closed by Stop
 	written chan struct{} // closed when the writer has returned
 	wg      sync.WaitGroup
@@ -42,10 +54,20 @@ type Conn struct {
 // Start begins sending on c and reading what comes back. Gaps shorter than
 // minGap are not kept.
 func Start(c net.Conn, interval, minGap time.Duration) *Conn {
+	return start(c, interval, minGap, false)
+}
+
+// StartWithLatency is Start keeping every record's latency (Latencies):
+// for an observer connection, whose every delay counts, not only its gaps.
+func StartWithLatency(c net.Conn, interval, minGap time.Duration) *Conn {
+	return start(c, interval, minGap, true)
+}
+
+func start(c net.Conn, interval, minGap time.Duration, keepLat bool) *Conn {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	k := &Conn{c: c, interval: interval, minGap: minGap, done: make(chan struct{}), written: make(chan struct{})}
+	k := &Conn{c: c, interval: interval, minGap: minGap, keepLat: keepLat, done: make(chan struct{}), written: make(chan struct{})}
 	k.wg.Add(2)
 	go k.write()
 	go k.read()
@@ -112,6 +134,9 @@ func (k *Conn) read() {
 			}
 			last[r.Kind] = now
 		}
+		if k.keepLat && r.SentNs > 0 {
+			k.lat = append(k.lat, Latency{Kind: r.Kind, At: now, D: now.Sub(time.Unix(0, r.SentNs))})
+		}
 		switch r.Kind {
 		case KindEcho:
 			k.stats.Echo.See(r.Seq)
@@ -133,6 +158,21 @@ func (k *Conn) Stats() ConnStats {
 	s := k.stats
 	s.Gaps = append([]Gap(nil), k.stats.Gaps...)
 	return s
+}
+
+// Latencies returns the latencies of the records of the given kind (0:
+// any) that arrived in [from, to); none unless started with
+// StartWithLatency.
+func (k *Conn) Latencies(kind byte, from, to time.Time) []time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []time.Duration
+	for _, l := range k.lat {
+		if (kind == 0 || l.Kind == kind) && !l.At.Before(from) && l.At.Before(to) {
+			out = append(out, l.D)
+		}
+	}
+	return out
 }
 
 // Stop stops sending, waits until every sent record has been echoed (or
