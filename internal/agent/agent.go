@@ -275,6 +275,7 @@ func New(cfg Config) (*Agent, error) {
 	rt.SetExitHandler(a.containerExited)
 	a.adopt()
 	a.adoptLifecycle()
+	a.recoverLeaving() // recover.go
 	a.startSampling(cfg.UsageInterval)
 	return a, nil
 }
