@@ -509,7 +509,7 @@ func explain(outcome string, f *Fault) (bool, string) {
 	case FaultCRIUKillDump:
 		return true, "CRIU killed during the dump while its parasite code ran inside the tasks takes them down with it (they trap with no tracer left), and no complete image exists to restore: the container is lost"
 	case FaultAgentKillSource:
-		return true, "the source agent, which drives the sequence and its rollback, died in the middle; nothing records an in-flight migration across an agent restart, so its container is not resumed"
+		return true, "the source agent, which drives the sequence and its rollback, died in the middle: its CRIU died with it, and a dump cut while its parasite ran in the tasks takes them down (the restarted agent recovers every other case: agent/recover.go)"
 	case FaultAgentKillDest:
 		return true, "the destination agent died in the middle of its half of the sequence"
 	case FaultCRIUKillRestore:
