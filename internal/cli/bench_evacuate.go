@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -86,6 +87,7 @@ time and the migrated containers' downtime. Any drop or lost record fails it.`,
 	f.IntVar(&o.Containers, "containers", 24, "containers on the evacuated host")
 	f.IntSliceVar(&o.Concurrency, "concurrency", []int{1, 2, 4}, "migrations at once, side by side")
 	f.IntVar(&o.Rounds, "rounds", 1, "evacuations per concurrency")
+	f.DurationVar(&o.Interval, "interval", 10*time.Millisecond, "each connection's record interval, both ways (24 containers at 10ms keep a 2-core machine busy)")
 	f.StringVar(&o.Prefix, "bench-prefix", os.Getenv("CFLOW_BENCH_PREFIX"), "testbed prefix (default random)")
 	f.IntVar(&o.MemoryMiB, "memory-mib", 0, "each container holds this much touched memory (MiB): more image to move")
 	f.StringVar(&linkRate, "link-rate", "", "with --compare-class: the uplinks' rate, e.g. 100mbit")

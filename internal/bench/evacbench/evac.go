@@ -276,7 +276,7 @@ func (b *bed) evacuate(ctx context.Context, o Options, c int) (*evacuation, erro
 			return nil, fmt.Errorf("run %s: %w", name, err)
 		}
 		names = append(names, name)
-		k, err := b.connect(ip, port, false)
+		k, err := b.connect(ip, port, false, o.Interval)
 		if err != nil {
 			return nil, fmt.Errorf("connect to %s: %w", name, err)
 		}
@@ -323,7 +323,7 @@ func (b *bed) evacuate(ctx context.Context, o Options, c int) (*evacuation, erro
 
 // connect opens a stream connection from the client to ip:p, retrying
 // while the server starts; an observer's keeps every record's latency.
-func (b *bed) connect(ip netip.Addr, p int, observer bool) (*stream.Conn, error) {
+func (b *bed) connect(ip netip.Addr, p int, observer bool, interval time.Duration) (*stream.Conn, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		nc, err := b.tb.Dial(testbed.Client, "tcp4", fmt.Sprintf("%s:%d", ip, p), time.Second)
@@ -331,7 +331,7 @@ func (b *bed) connect(ip netip.Addr, p int, observer bool) (*stream.Conn, error)
 			if observer {
 				return stream.StartWithLatency(nc, 10*time.Millisecond, 20*time.Millisecond), nil
 			}
-			return stream.Start(nc, 10*time.Millisecond, 20*time.Millisecond), nil
+			return stream.Start(nc, interval, 20*time.Millisecond), nil
 		}
 		if time.Now().After(deadline) {
 			return nil, err

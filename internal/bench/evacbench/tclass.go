@@ -209,7 +209,7 @@ func (b *bed) startObservers(ctx context.Context, o Options) ([]*observer, error
 		return nil, fmt.Errorf("observer on hostA: %w", err)
 	}
 	stopA := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
-	k, err := b.connect(specA.DataIP, observerPort, true)
+	k, err := b.connect(specA.DataIP, observerPort, true, 0)
 	if err != nil {
 		stopA()
 		return nil, fmt.Errorf("observer on hostA: %w", err)
@@ -226,7 +226,7 @@ func (b *bed) startObservers(ctx context.Context, o Options) ([]*observer, error
 		return obs, fmt.Errorf("observer on hostB: %w", err)
 	}
 	stopB := func() { _ = b.ag[testbed.HostB].Remove(context.Background(), spec.Name) }
-	k, err = b.connect(observerIP, observerPort, true)
+	k, err = b.connect(observerIP, observerPort, true, 0)
 	if err != nil {
 		stopB()
 		return obs, fmt.Errorf("observer on hostB: %w", err)
