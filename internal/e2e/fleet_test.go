@@ -338,3 +338,39 @@ func TestCancelEvacuation(t *testing.T) {
 	wantAPIError(t, "cancel twice", err, 409)
 	checkStreams(t, conns)
 }
+
+// A container too big for every other host stays, its step says why, and
+// the rest of the host is emptied; the operation ends as failure.
+func TestEvacuateWithAContainerTooBig(t *testing.T) {
+	f := upFleet(t, "fb", testbed.Config{Hosts: 3, HostCapacity: testbed.Capacity{CPUs: 1, Memory: "1GiB"}})
+	ctx := context.Background()
+	bin := "/opt/cflow/bin/" + baseName(f.self)
+	run := func(host, name string, ip byte, cpus float64) {
+		spec := agent.ContainerSpec{Name: name, IP: netip.AddrFrom4([4]byte{198, 18, 0, ip}), Args: []string{bin, "workload", "stream-server"}}
+		spec.Resources.CPUs = cpus
+		if _, err := f.ag[host].Run(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(testbed.HostA, "big", 30, 0.8)
+	run(testbed.HostA, "small", 31, 0.1)
+	run(testbed.HostB, "b", 32, 0.5)
+	run("hostC", "c", 33, 0.5)
+	op, err := f.fc.Evacuate(ctx, testbed.HostA, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op, err = f.fc.Operation(ctx, op.ID, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %s", op.Status, op.Error)
+	at := f.where(t)
+	if op.Status != fleet.StatusFailure || at["big"] != testbed.HostA || at["small"] == testbed.HostA || at["small"] == "" {
+		t.Fatalf("operation %+v, containers at %v", op, at)
+	}
+	for _, s := range op.Steps {
+		if s.Container == "big" && (s.Status != fleet.StatusFailure || !strings.Contains(s.Error, "stays")) {
+			t.Errorf("step of big: %+v", s)
+		}
+	}
+}

@@ -138,7 +138,7 @@ func (m *Manager) conclude(op *Operation, cancelled bool) {
 		op.Error = fmt.Sprintf("the controller stopped during the operation: %d of %d steps done", len(ok), len(op.Steps))
 	case len(failed) > 0:
 		op.Status = StatusFailure
-		op.Error = fmt.Sprintf("%d of %d steps failed (each container is still where it was): %s", len(failed), len(op.Steps), strings.Join(failed, "; "))
+		op.Error = fmt.Sprintf("%d of %d steps failed (those containers are still where they were): %s", len(failed), len(op.Steps), strings.Join(failed, "; "))
 	default:
 		op.Status = StatusSuccess
 	}
