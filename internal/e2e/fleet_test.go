@@ -159,12 +159,14 @@ func TestEvacuateAndRebalance(t *testing.T) {
 	if op.Total != 3 || op.Concurrency != 2 {
 		t.Fatalf("evacuation operation %+v: want 3 steps, 2 at once", op)
 	}
+	// Two evacuations of one host: refused while the first runs (or, if it
+	// already ended, a second one with nothing to move).
 	if _, err := f.fc.Evacuate(ctx, A, 2); err == nil {
-		// Two evacuations of one host: refused while the first runs (or,
-		// if it already ended, a second one with nothing to move).
 		if op2, _ := f.fc.Operation(ctx, op.ID, 0); !op2.Finished() {
 			t.Fatal("a second evacuation of hostA was accepted while the first ran")
 		}
+	} else {
+		wantAPIError(t, "a second evacuation of hostA", err, 409)
 	}
 	op, err = f.fc.Operation(ctx, op.ID, time.Minute)
 	if err != nil {
