@@ -114,14 +114,21 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	follow := queryBool(r, "follow")
+	upTo := int64(-1)
 	if !hasFrom && hasTail {
-		if from, err = l.TailOffset(int(min(tail, 1<<30))); err != nil {
+		var end int64
+		if from, end, err = l.TailOffset(int(min(tail, 1<<30))); err != nil {
 			writeErr(w, err)
 			return
 		}
+		if !follow {
+			// The last N lines, as of now: not those written while they
+			// are sent as well (tail -n).
+			upTo = end
+		}
 	}
-	follow := queryBool(r, "follow")
-	a.streamLog(w, r, l, from, follow, func() string {
+	a.streamLog(w, r, l, from, upTo, follow, func() string {
 		if info, err := a.Get(name); err == nil && info.State == StateRunning {
 			return LogEndExited
 		}
@@ -134,7 +141,8 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 // exact: a reader overtaken by the rotation (more than the whole cap
 // behind) gets its stream ended with LogEndGap, and the next request's
 // X-Log-Start says where the log goes on.
-func (a *Agent) streamLog(w http.ResponseWriter, r *http.Request, l *runtime.Log, off int64, follow bool, why func() string) {
+// Without follow, a non-negative upTo ends it there.
+func (a *Agent) streamLog(w http.ResponseWriter, r *http.Request, l *runtime.Log, off, upTo int64, follow bool, why func() string) {
 	buf := make([]byte, 32<<10)
 	// A follower would hold an agent's shutdown to its bound: it ends
 	// (canceled) when the server drains, and the client picks up where it
@@ -150,9 +158,20 @@ func (a *Agent) streamLog(w http.ResponseWriter, r *http.Request, l *runtime.Log
 			}
 		}()
 	}
-	s, _ := l.State()
+	state := func() runtime.LogState {
+		s, _ := l.State()
+		if !follow && upTo >= 0 {
+			s.End = min(s.End, upTo)
+		}
+		return s
+	}
+	s := state()
 	// The first bytes are read before the headers say where they start.
-	n, at, err := l.ReadAt(buf[:min(int64(len(buf)), max(s.End-off, 1))], off)
+	first := max(s.End-off, 1)
+	if !follow && upTo >= 0 {
+		first = max(s.End-off, 0) // not a byte past the end asked for
+	}
+	n, at, err := l.ReadAt(buf[:min(int64(len(buf)), first)], off)
 	if err != nil && err != io.EOF {
 		writeErr(w, err)
 		return
@@ -177,7 +196,7 @@ func (a *Agent) streamLog(w http.ResponseWriter, r *http.Request, l *runtime.Log
 	}
 loop:
 	for reason == LogEndDone {
-		s, _ = l.State()
+		s = state()
 	read:
 		for off < s.End {
 			n, at, err := l.ReadAt(buf[:min(int64(len(buf)), s.End-off)], off)
@@ -259,7 +278,7 @@ func (a *Agent) serveLogHandover(w http.ResponseWriter, r *http.Request) {
 		case <-ch:
 		}
 	}
-	a.streamLog(w, r, l, from, false, nil)
+	a.streamLog(w, r, l, from, -1, false, nil)
 }
 
 // logInherit is an incoming container's log history being fetched.

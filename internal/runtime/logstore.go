@@ -513,11 +513,12 @@ func (r *Runtime) WaitLogDropped(ctx context.Context, name string) error {
 }
 
 // TailOffset is the offset of the start of the last n lines kept (a
-// last line without its newline counts as one).
-func (l *Log) TailOffset(n int) (int64, error) {
+// last line without its newline counts as one), and the end of the log
+// they were counted back from: lines written meanwhile come after it.
+func (l *Log) TailOffset(n int) (from, end int64, err error) {
 	s, _ := l.State()
 	if n <= 0 {
-		return s.End, nil
+		return s.End, s.End, nil
 	}
 	buf := make([]byte, 32<<10)
 	pos, lines := s.End, 0
@@ -528,11 +529,11 @@ func (l *Log) TailOffset(n int) (int64, error) {
 		for got < len(b) {
 			k, at, err := l.ReadAt(b[got:], from+int64(got))
 			if at != from+int64(got) {
-				return at, nil // what was being read is rotated away: keep what remains
+				return at, s.End, nil // what was being read is rotated away: keep what remains
 			}
 			got += k
 			if err != nil && got < len(b) {
-				return 0, err
+				return 0, 0, err
 			}
 		}
 		for i := len(b) - 1; i >= 0; i-- {
@@ -540,12 +541,12 @@ func (l *Log) TailOffset(n int) (int64, error) {
 				continue
 			}
 			if lines++; lines == n {
-				return from + int64(i) + 1, nil
+				return from + int64(i) + 1, s.End, nil
 			}
 		}
 		pos = from
 	}
-	return s.Start, nil
+	return s.Start, s.End, nil
 }
 
 // Wait returns when the log has bytes past off, or will have none: it is

@@ -108,7 +108,7 @@ func TestLogRotationBoundsANoisyContainer(t *testing.T) {
 	if s.End-s.Start < cfg.MaxBytes*int64(cfg.MaxFiles-1)-int64(cfg.MaxFiles)*16 { // files end at a line end
 		t.Errorf("kept %d bytes only", s.End-s.Start)
 	}
-	off, err := l.TailOffset(3)
+	off, _, err := l.TailOffset(3)
 	if err != nil {
 		t.Fatal(err)
 	}
