@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -20,6 +21,25 @@ func newBenchCmd(subs ...*cobra.Command) *cobra.Command {
 	}
 	cmd.AddCommand(subs...)
 	return cmd
+}
+
+// benchResult is what every benchmark returns: a table and its JSON.
+type benchResult interface {
+	Print(io.Writer)
+	WriteJSON(path string) error
+}
+
+// report prints a benchmark's table and, with --json, writes its figures.
+func report(w io.Writer, res benchResult, jsonPath string) error {
+	res.Print(w)
+	if jsonPath == "" {
+		return nil
+	}
+	if err := res.WriteJSON(jsonPath); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "figures written to %s\n", jsonPath)
+	return nil
 }
 
 func newBenchSwitchCmd() *cobra.Command {
@@ -43,12 +63,8 @@ testbed namespaces (198.18.0.0/15).`,
 			if err != nil {
 				return err
 			}
-			res.Print(cmd.OutOrStdout())
-			if jsonPath != "" {
-				if err := res.WriteJSON(jsonPath); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "figures written to %s\n", jsonPath)
+			if err := report(cmd.OutOrStdout(), res, jsonPath); err != nil {
+				return err
 			}
 			return nil
 		},

@@ -71,12 +71,8 @@ time and the migrated containers' downtime. Any drop or lost record fails it.`,
 			}
 			res, err := evacbench.Run(cmd.Context(), o)
 			if res != nil {
-				res.Print(cmd.OutOrStdout())
-				if jsonPath != "" {
-					if werr := res.WriteJSON(jsonPath); werr != nil {
-						return werr
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "figures written to %s\n", jsonPath)
+				if werr := report(cmd.OutOrStdout(), res, jsonPath); werr != nil {
+					return werr
 				}
 			}
 			return err

@@ -83,12 +83,8 @@ afterwards.`,
 			}
 			res, err := migratebench.Run(cmd.Context(), o)
 			if res != nil {
-				res.Print(cmd.OutOrStdout())
-				if jsonPath != "" {
-					if werr := res.WriteJSON(jsonPath); werr != nil {
-						return werr
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", jsonPath)
+				if werr := report(cmd.OutOrStdout(), res, jsonPath); werr != nil {
+					return werr
 				}
 			}
 			return err

@@ -41,12 +41,8 @@ of the feasible placement. See docs/planner.md.`,
 			if err != nil {
 				return err
 			}
-			res.Print(cmd.OutOrStdout())
-			if jsonPath != "" {
-				if err := res.WriteJSON(jsonPath); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "figures written to %s\n", jsonPath)
+			if err := report(cmd.OutOrStdout(), res, jsonPath); err != nil {
+				return err
 			}
 			if f := res.Failures(); len(f) > 0 {
 				return fmt.Errorf("bench place: %s", strings.Join(f, "; "))

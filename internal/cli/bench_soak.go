@@ -63,12 +63,8 @@ non-zero unless all of it is within bounds (see docs/soak.md).`,
 			}
 			res, err := soakbench.Run(cmd.Context(), o)
 			if res != nil {
-				res.Print(cmd.OutOrStdout())
-				if jsonPath != "" {
-					if werr := res.WriteJSON(jsonPath); werr != nil {
-						return werr
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", jsonPath)
+				if werr := report(cmd.OutOrStdout(), res, jsonPath); werr != nil {
+					return werr
 				}
 			}
 			if err != nil {
