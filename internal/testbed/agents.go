@@ -28,23 +28,31 @@ const AgentPort = 7070
 // AgentPlainPort is the agents' plain-HTTP listener of an insecure testbed.
 const AgentPlainPort = 7071
 
+// agentURL is a planned host's agent at scheme://ADDR:port, ADDR its
+// address on the data network if data, else on the management one.
+func agentURL(host, scheme string, data bool, port int) string {
+	s, _ := PlannedSpec(host)
+	ip := s.MgmtIP
+	if data {
+		ip = s.DataIP
+	}
+	return fmt.Sprintf("%s://%s:%d", scheme, ip, port)
+}
+
 // AgentURL is a host agent's address on the management network, plain
 // HTTP (agents run without certificates, as the agent package's tests do).
 func AgentURL(host string) string {
-	s, _ := PlannedSpec(host)
-	return fmt.Sprintf("http://%s:%d", s.MgmtIP, AgentPort)
+	return agentURL(host, "http", false, AgentPort)
 }
 
 // AgentTLSURL is the mutual-TLS address of a host agent the testbed started.
 func AgentTLSURL(host string) string {
-	s, _ := PlannedSpec(host)
-	return fmt.Sprintf("https://%s:%d", s.MgmtIP, AgentPort)
+	return agentURL(host, "https", false, AgentPort)
 }
 
 // AgentPlainURL is the plain listener of an insecure testbed's agent.
 func AgentPlainURL(host string) string {
-	s, _ := PlannedSpec(host)
-	return fmt.Sprintf("http://%s:%d", s.MgmtIP, AgentPlainPort)
+	return agentURL(host, "http", false, AgentPlainPort)
 }
 
 // HostDir is a host's state directory (agent socket, log, containers).

@@ -29,21 +29,18 @@ func (tb *Testbed) MigratesOverData() bool { return tb.MigrationNet == Migration
 // checked against the host's name, not the address, so the same one
 // serves on both networks.
 func AgentDataTLSURL(host string) string {
-	s, _ := PlannedSpec(host)
-	return fmt.Sprintf("https://%s:%d", s.DataIP, AgentPort)
+	return agentURL(host, "https", true, AgentPort)
 }
 
 // AgentDataPlainURL is the plain listener of an insecure testbed's agent
 // on the data network.
 func AgentDataPlainURL(host string) string {
-	s, _ := PlannedSpec(host)
-	return fmt.Sprintf("http://%s:%d", s.DataIP, AgentPlainPort)
+	return agentURL(host, "http", true, AgentPlainPort)
 }
 
 // agentDataURL is an agent without TLS on the data network.
 func agentDataURL(host string) string {
-	s, _ := PlannedSpec(host)
-	return fmt.Sprintf("http://%s:%d", s.DataIP, AgentPort)
+	return agentURL(host, "http", true, AgentPort)
 }
 
 // listenArgs are an agent's listener flags. On the management network
