@@ -167,11 +167,12 @@ func (in *injector) run(ctx context.Context) error {
 		in.fired(link)
 		var hold int
 		fmt.Sscanf(in.f.Detail, "for %d ms", &hold)
-		until := in.f.at.Add(time.Duration(hold) * time.Millisecond)
-		in.undo = append(in.undo, func() error {
-			time.Sleep(time.Until(until))
-			return tb.ClearImpairment(link)
-		})
+		// The link comes back after its hold whether or not the migration
+		// has answered: a migration stuck behind the loss would otherwise
+		// keep it down until its own timeout (this was soak finding 2).
+		// ctx is not consulted: it ends when the migration answers.
+		time.Sleep(time.Until(in.f.at.Add(time.Duration(hold) * time.Millisecond)))
+		return tb.ClearImpairment(link)
 	case FaultStreamCut:
 		if !wait(ctx, in.delay()) {
 			return nil

@@ -341,7 +341,10 @@ func procDrift(samples []Proc, b Bounds) []ProcDrift {
 			}
 		}
 		if best < 0 {
-			d.NotJudged = "never sampled"
+			// A run shorter than the warm-up has nothing to judge, which
+			// is not a failure.
+			d.NotJudged = fmt.Sprintf("no sample from migration %d on", warmup)
+			d.WithinBound = true
 			out = append(out, d)
 			continue
 		}
