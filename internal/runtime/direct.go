@@ -403,6 +403,12 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 		return nil
 	}
 	pid, err := rs.w.Restore(ctx, opts, notify)
+	if err != nil {
+		// CRIU has exited; killed, it left its mount directory behind.
+		if _, yerr := criu.RemoveMountYard(filepath.Join(rs.o.WorkDir, "restore.log")); yerr != nil {
+			err = fmt.Errorf("%w (its mount directory is left: %v)", err, yerr)
+		}
+	}
 	if err != nil && resumed && root > 0 {
 		// CRIU died (or was cut off) after the container resumed: it runs,
 		// its clients may already have talked to it, and failing the
