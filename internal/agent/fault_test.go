@@ -1,12 +1,16 @@
 package agent
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -132,6 +136,79 @@ func TestFaultUnreachableDestination(t *testing.T) {
 	expectRolledBack(t, e, lc, res, err)
 }
 
+// killCRIUAtLine kills the CRIU process that has a file matching
+// workDirPart open as soon as its log (its open *.log file) has a line
+// containing marker.
+func killCRIUAtLine(workDirPart, marker string, stop <-chan struct{}) <-chan int {
+	killed := make(chan int, 1)
+	go func() {
+		defer close(killed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pid, log := findCRIU(workDirPart)
+			if log == "" {
+				time.Sleep(200 * time.Microsecond)
+				continue
+			}
+			// Found: from here only what is new in its log is read, which
+			// is quick enough to land within the few ms the step lasts.
+			f, err := os.Open(log)
+			if err != nil {
+				return
+			}
+			defer f.Close()
+			var seen []byte
+			buf := make([]byte, 64<<10)
+			for syscall.Kill(pid, 0) == nil {
+				n, _ := f.Read(buf)
+				seen = append(seen, buf[:n]...)
+				if bytes.Contains(seen, []byte(marker)) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					killed <- pid
+					return
+				}
+				seen = seen[max(0, len(seen)-len(marker)):]
+			}
+			return
+		}
+	}()
+	return killed
+}
+
+// findCRIU returns a `criu swrk` process with a file matching workDirPart
+// open, and the log file it has open.
+func findCRIU(workDirPart string) (int, string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, en := range ents {
+		pid, err := strconv.Atoi(en.Name())
+		if err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
+		if !strings.Contains(string(cmd), "criu") || !strings.Contains(string(cmd), "swrk") {
+			continue
+		}
+		var match bool
+		var log string
+		fds, _ := os.ReadDir(filepath.Join("/proc", en.Name(), "fd"))
+		for _, fd := range fds {
+			target, _ := os.Readlink(filepath.Join("/proc", en.Name(), "fd", fd.Name()))
+			match = match || strings.Contains(target, workDirPart)
+			if strings.HasSuffix(target, ".log") {
+				log = target
+			}
+		}
+		if match && log != "" {
+			return pid, log
+		}
+	}
+	return 0, ""
+}
+
 // killCRIU kills, `after` it appears, the CRIU process (run by runc as
 // "criu swrk") that has a work directory matching workDirPart open, which
 // tells the source's dump from the destination's restore.
@@ -219,6 +296,101 @@ func TestFaultCRIUKilled(t *testing.T) {
 			}
 			expectRolledBack(t, e, lc, res, err)
 		})
+	}
+}
+
+// CRIU killed after it has put the container's sockets in TCP repair mode
+// and taken its parasite out of the tasks (it is dumping the namespaces),
+// while the client and the program both send: the rollback must leave
+// every connection as it was (soak finding 11: connections were reset).
+func TestCRIUKilledWithSocketsInRepair(t *testing.T) {
+	for _, marker := range []string{"Dumping pstree", "net: Dumping netns links"} {
+		t.Run(strings.ReplaceAll(marker, " ", "_"), func(t *testing.T) {
+			e := newEnv(t)
+			e.runOn(testbed.HostA, ContainerSpec{Name: "tk", IP: netip.MustParseAddr("198.18.0.2"), Args: testprog.Args(testprog.Ticker)})
+			c := e.dial("198.18.0.2:7000")
+			sendErr := make(chan error, 1)
+			done := make(chan struct{})
+			defer close(done)
+			go func() { // the client's side of the traffic, every 5 ms
+				for {
+					select {
+					case <-done:
+						sendErr <- nil
+						return
+					case <-time.After(5 * time.Millisecond):
+					}
+					if _, err := c.Write([]byte("x\n")); err != nil {
+						sendErr <- err
+						return
+					}
+				}
+			}()
+			rd := bufio.NewReader(c)
+			next := 1
+			readTicks := func(d time.Duration) {
+				t.Helper()
+				for end := time.Now().Add(d); time.Now().Before(end); next++ {
+					_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					line, err := rd.ReadString('\n')
+					if err != nil {
+						t.Fatalf("after tick %d: %v", next-1, err)
+					}
+					if line != fmt.Sprintf("%d\n", next) {
+						t.Fatalf("got tick %q, want %d", line, next)
+					}
+				}
+			}
+			readTicks(100 * time.Millisecond)
+			stop := make(chan struct{})
+			killed := killCRIUAtLine("-hostA/tk-", marker, stop)
+			res, err := e.clients[testbed.HostA].Migrate(context.Background(), "tk", MigrateRequest{To: testbed.HostB})
+			close(stop)
+			if _, ok := <-killed; !ok || err == nil {
+				t.Skipf("CRIU was not killed at %q before it answered (migration error: %v): nothing was tested", marker, err)
+			}
+			if res == nil || res.Record.Status != migration.StatusRolledBack {
+				t.Fatalf("want a rolled-back migration, got %+v, %v", res, err)
+			}
+			t.Logf("migration error (expected): %v", err)
+			readTicks(time.Second)
+			select {
+			case err := <-sendErr:
+				t.Fatalf("client send: %v", err)
+			default:
+			}
+		})
+	}
+}
+
+// A restore's CRIU killed once it has made its mount directory
+// (/tmp/.criu.mntns.XXXXXX) and named it in its log: the migration rolls
+// back and the directory does not outlive it (soak finding 12). Killed in
+// the millisecond between the two, it still would (docs/soak.md).
+func TestKilledRestoreLeavesNoMountDir(t *testing.T) {
+	e, lc := faultEnv(t)
+	stop := make(chan struct{})
+	killed := killCRIUAtLine("-hostB/in-py-", "@ /tmp/.criu.mntns.", stop)
+	res, err := migrateAB(e)
+	close(stop)
+	if _, ok := <-killed; !ok || err == nil {
+		t.Skipf("CRIU was not killed while it mounted (migration error: %v): nothing was tested", err)
+	}
+	expectRolledBack(t, e, lc, res, err)
+	logs, _ := filepath.Glob(filepath.Join(e.configs[testbed.HostB].StateDir, "migration-logs", "in-py-*", "work", "restore.log"))
+	if len(logs) != 1 {
+		t.Fatalf("want the failed restore's log kept, found %v", logs)
+	}
+	b, err := os.ReadFile(logs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := regexp.MustCompile(`/tmp/\.criu\.mntns\.[A-Za-z0-9]{6}`).Find(b)
+	if dir == nil {
+		t.Fatalf("%s names no mount directory", logs[0])
+	}
+	if _, err := os.Stat(string(dir)); !os.IsNotExist(err) {
+		t.Errorf("the killed CRIU's %s is still there (%v)", dir, err)
 	}
 }
 

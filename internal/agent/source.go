@@ -202,17 +202,21 @@ func (s *localSource) giveBack(resumeErr error) {
 // thaw undoes a freeze and a failed dump. A dump that failed because CRIU
 // died can also leave CRIU's network lock in the namespace and the sockets
 // in TCP repair mode; both are undone, or the container would run with
-// every connection silently dead.
+// every connection silently dead. Both come before the thaw: a program
+// that runs while its sockets are still in repair mode gets EINVAL from
+// its next write, closes the connection, and its client is answered with
+// a reset (soak finding 11).
 func (s *localSource) thaw(ctx context.Context) error {
-	err := s.a.rt.Thaw(s.spec.Name)
-	if errors.Is(err, runtime.ErrNotFound) {
+	_, err := s.a.rt.ResetTCPRepair(ctx, s.spec.Name)
+	if uerr := s.unlock(); err == nil {
+		err = uerr
+	}
+	terr := s.a.rt.Thaw(s.spec.Name)
+	if errors.Is(terr, runtime.ErrNotFound) {
 		return nil // the container is gone: nothing to resume
 	}
-	if lerr := s.unlock(); err == nil {
-		err = lerr
-	}
-	if _, rerr := s.a.rt.ResetTCPRepair(ctx, s.spec.Name); err == nil {
-		err = rerr
+	if err == nil {
+		err = terr
 	}
 	return err
 }

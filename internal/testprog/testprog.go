@@ -71,3 +71,24 @@ for line in f:
     ok = hashlib.sha256(buf).digest() == want
     f.write(b"%d:%s:%s\n" % (n, line.strip(), b"ok" if ok else b"BAD"))
 `
+
+// Ticker serves one TCP connection on :7000 and writes "N\n" to it every
+// 5 ms on its own, N counting up from 1, while a thread reads and
+// discards what the client sends: a connection broken or stalled
+// anywhere, either way, shows as an error or a gap without the client
+// having to ask.
+const Ticker = `
+import socket, threading, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7000)); s.listen(16)
+c, _ = s.accept()
+def drain():
+    while c.recv(65536):
+        pass
+threading.Thread(target=drain, daemon=True).start()
+n = 0
+while True:
+    n += 1
+    c.sendall(b"%d\n" % n)
+    time.sleep(0.005)
+`
