@@ -316,11 +316,19 @@ func (a *Agent) removeStale(cs []runtime.Container) {
 	// A fresh agent has no migration in flight: whatever is in its images
 	// dir belonged to one that a crash of the previous run interrupted
 	// (found by cflow bench soak: a few MB of tmpfs per agent crash).
-	if !a.cfg.KeepImages {
-		ents, _ := os.ReadDir(a.cfg.ImagesDir)
-		for _, en := range ents {
+	ents, _ := os.ReadDir(a.cfg.ImagesDir)
+	for _, en := range ents {
+		dir := filepath.Join(a.cfg.ImagesDir, en.Name())
+		// A restore whose CRIU died with the previous run (CRIU dies of
+		// SIGPIPE when its agent does) left its mount directory in /tmp.
+		if yard, err := criu.RemoveMountYard(filepath.Join(dir, "work", "restore.log")); err != nil {
+			a.log.Warn("CRIU's mount directory of an interrupted restore not removed", "dir", en.Name(), "err", err)
+		} else if yard != "" {
+			a.log.Info("removed the mount directory of an interrupted restore", "dir", yard)
+		}
+		if !a.cfg.KeepImages {
 			a.log.Info("removing stale checkpoint images", "dir", en.Name())
-			_ = mounts.RemoveAll(filepath.Join(a.cfg.ImagesDir, en.Name()))
+			_ = mounts.RemoveAll(dir)
 		}
 	}
 	names, _ := nsrun.List(a.cfg.NetnsPrefix)

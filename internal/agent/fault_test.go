@@ -10,7 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -137,7 +137,7 @@ func TestFaultUnreachableDestination(t *testing.T) {
 }
 
 // killCRIUAtLine kills the CRIU process that has a file matching
-// workDirPart open as soon as its log (its open *.log file) has a line
+// workDirPart open as soon as its log (dump.log or restore.log) has a line
 // containing marker.
 func killCRIUAtLine(workDirPart, marker string, stop <-chan struct{}) <-chan int {
 	killed := make(chan int, 1)
@@ -198,8 +198,8 @@ func findCRIU(workDirPart string) (int, string) {
 		for _, fd := range fds {
 			target, _ := os.Readlink(filepath.Join("/proc", en.Name(), "fd", fd.Name()))
 			match = match || strings.Contains(target, workDirPart)
-			if strings.HasSuffix(target, ".log") {
-				log = target
+			if strings.HasSuffix(target, "/dump.log") || strings.HasSuffix(target, "/restore.log") {
+				log = target // not the container's own output logs, also open
 			}
 		}
 		if match && log != "" {
@@ -301,10 +301,14 @@ func TestFaultCRIUKilled(t *testing.T) {
 
 // CRIU killed after it has put the container's sockets in TCP repair mode
 // and taken its parasite out of the tasks (it is dumping the namespaces),
-// while the client and the program both send: the rollback must leave
-// every connection as it was (soak finding 11: connections were reset).
+// while the client and the program both send: the rollback takes the
+// sockets out of repair mode, and the connection goes on with nothing
+// lost. CRIU lets the tasks run the moment it dies, so the program meets
+// its sockets in repair mode first (a read fails with EPERM): the Ticker
+// retries; a program that gives up on the connection loses it, which
+// nothing on this side of CRIU can prevent (docs/soak.md, finding 11).
 func TestCRIUKilledWithSocketsInRepair(t *testing.T) {
-	for _, marker := range []string{"Dumping pstree", "net: Dumping netns links"} {
+	for _, marker := range []string{"Dumping task cwd id", "Dumping pstree"} {
 		t.Run(strings.ReplaceAll(marker, " ", "_"), func(t *testing.T) {
 			e := newEnv(t)
 			e.runOn(testbed.HostA, ContainerSpec{Name: "tk", IP: netip.MustParseAddr("198.18.0.2"), Args: testprog.Args(testprog.Ticker)})
@@ -328,9 +332,11 @@ func TestCRIUKilledWithSocketsInRepair(t *testing.T) {
 			}()
 			rd := bufio.NewReader(c)
 			next := 1
-			readTicks := func(d time.Duration) {
+			// readTicks reads for d and returns the longest wait for a tick.
+			readTicks := func(d time.Duration) (gap time.Duration) {
 				t.Helper()
-				for end := time.Now().Add(d); time.Now().Before(end); next++ {
+				last := time.Now()
+				for end := last.Add(d); time.Now().Before(end); next++ {
 					_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 					line, err := rd.ReadString('\n')
 					if err != nil {
@@ -339,21 +345,46 @@ func TestCRIUKilledWithSocketsInRepair(t *testing.T) {
 					if line != fmt.Sprintf("%d\n", next) {
 						t.Fatalf("got tick %q, want %d", line, next)
 					}
+					gap, last = max(gap, time.Since(last)), time.Now()
 				}
+				return gap
 			}
 			readTicks(100 * time.Millisecond)
-			stop := make(chan struct{})
-			killed := killCRIUAtLine("-hostA/tk-", marker, stop)
-			res, err := e.clients[testbed.HostA].Migrate(context.Background(), "tk", MigrateRequest{To: testbed.HostB})
-			close(stop)
-			if _, ok := <-killed; !ok || err == nil {
-				t.Skipf("CRIU was not killed at %q before it answered (migration error: %v): nothing was tested", marker, err)
+			// The kill races CRIU's last milliseconds: a kill that comes
+			// too late leaves a completed migration, and the next attempt
+			// goes back the other way.
+			var res *MigrationResult
+			var err error
+			from, to := testbed.HostA, testbed.HostB
+			for attempt := 1; ; attempt++ {
+				stop := make(chan struct{})
+				killed := killCRIUAtLine("-"+from+"/tk-", marker, stop)
+				res, err = e.clients[from].Migrate(context.Background(), "tk", MigrateRequest{To: to})
+				close(stop)
+				if _, ok := <-killed; ok && err != nil {
+					break
+				}
+				if err != nil {
+					t.Fatalf("migration failed without the kill: %v", err)
+				}
+				if attempt == 4 {
+					t.Skipf("CRIU was not killed at %q before it answered in %d attempts: nothing was tested", marker, attempt)
+				}
+				readTicks(100 * time.Millisecond)
+				from, to = to, from
 			}
 			if res == nil || res.Record.Status != migration.StatusRolledBack {
 				t.Fatalf("want a rolled-back migration, got %+v, %v", res, err)
 			}
 			t.Logf("migration error (expected): %v", err)
-			readTicks(time.Second)
+			// What the program wrote meanwhile comes first; from then on a
+			// tick every 5 ms. A socket left in repair mode would still
+			// deliver, but only at its retransmission timeouts (200 ms
+			// and up).
+			readTicks(300 * time.Millisecond)
+			if gap := readTicks(time.Second); gap > 100*time.Millisecond {
+				t.Errorf("ticks stalled for %v after the rollback: the socket is still in repair mode?", gap)
+			}
 			select {
 			case err := <-sendErr:
 				t.Fatalf("client send: %v", err)
@@ -364,33 +395,33 @@ func TestCRIUKilledWithSocketsInRepair(t *testing.T) {
 }
 
 // A restore's CRIU killed once it has made its mount directory
-// (/tmp/.criu.mntns.XXXXXX) and named it in its log: the migration rolls
-// back and the directory does not outlive it (soak finding 12). Killed in
-// the millisecond between the two, it still would (docs/soak.md).
+// (/tmp/.criu.mntns.XXXXXX): the migration rolls back and the directory
+// does not outlive it (soak finding 12) — whether CRIU had named it in its
+// log yet (the log says which) or not (the fanotify watch says which).
 func TestKilledRestoreLeavesNoMountDir(t *testing.T) {
-	e, lc := faultEnv(t)
-	stop := make(chan struct{})
-	killed := killCRIUAtLine("-hostB/in-py-", "@ /tmp/.criu.mntns.", stop)
-	res, err := migrateAB(e)
-	close(stop)
-	if _, ok := <-killed; !ok || err == nil {
-		t.Skipf("CRIU was not killed while it mounted (migration error: %v): nothing was tested", err)
-	}
-	expectRolledBack(t, e, lc, res, err)
-	logs, _ := filepath.Glob(filepath.Join(e.configs[testbed.HostB].StateDir, "migration-logs", "in-py-*", "work", "restore.log"))
-	if len(logs) != 1 {
-		t.Fatalf("want the failed restore's log kept, found %v", logs)
-	}
-	b, err := os.ReadFile(logs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := regexp.MustCompile(`/tmp/\.criu\.mntns\.[A-Za-z0-9]{6}`).Find(b)
-	if dir == nil {
-		t.Fatalf("%s names no mount directory", logs[0])
-	}
-	if _, err := os.Stat(string(dir)); !os.IsNotExist(err) {
-		t.Errorf("the killed CRIU's %s is still there (%v)", dir, err)
+	for _, c := range []struct{ name, marker string }{
+		{"not-yet-logged", "mnt: Reading mountpoint images"},
+		{"logged", "@ /tmp/.criu.mntns."},
+	} {
+		marker := c.marker
+		t.Run(c.name, func(t *testing.T) {
+			before, _ := filepath.Glob("/tmp/.criu.mntns.*")
+			e, lc := faultEnv(t)
+			stop := make(chan struct{})
+			killed := killCRIUAtLine("-hostB/in-py-", marker, stop)
+			res, err := migrateAB(e)
+			close(stop)
+			if _, ok := <-killed; !ok || err == nil {
+				t.Skipf("CRIU was not killed at %q (migration error: %v): nothing was tested", marker, err)
+			}
+			expectRolledBack(t, e, lc, res, err)
+			after, _ := filepath.Glob("/tmp/.criu.mntns.*")
+			for _, d := range after {
+				if !slices.Contains(before, d) {
+					t.Errorf("the killed CRIU's %s is still there", d)
+				}
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -48,5 +49,40 @@ func TestRemoveMountYard(t *testing.T) {
 	}
 	if dir, err := RemoveMountYard(filepath.Join(t.TempDir(), "none.log")); dir != "" || err != nil {
 		t.Errorf("missing log = %q, %v", dir, err)
+	}
+}
+
+// The watch names the directory a process made though no log does, and
+// leaves one another process made.
+func TestWatchYards(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fanotify needs CAP_SYS_ADMIN (CI runs as root)")
+	}
+	name := func() string { return fmt.Sprintf("/tmp/.criu.mntns.W%05d", rand.IntN(100000)) }
+	theirs, ours := name(), name()
+	cmd := exec.Command("/usr/bin/python3", "-c", "import os, sys, time; time.sleep(0.2); os.mkdir(sys.argv[1])", theirs)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	y, err := WatchYards(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(ours, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(ours); os.Remove(theirs) })
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := y.Remove()
+	if err != nil || len(removed) != 1 || removed[0] != theirs {
+		t.Fatalf("Remove = %v, %v; want [%s]", removed, err, theirs)
+	}
+	if _, err := os.Stat(theirs); !os.IsNotExist(err) {
+		t.Errorf("%s still there: %v", theirs, err)
+	}
+	if _, err := os.Stat(ours); err != nil {
+		t.Errorf("%s, made by another process, was touched: %v", ours, err)
 	}
 }

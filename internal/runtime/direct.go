@@ -243,6 +243,8 @@ type Restorer struct {
 	binds  []*rpc.ExtMountMap // the container's bind mounts, from its bundle
 	cgs    []string           // its cgroups (the CPU limit comes after the restore)
 	once   sync.Once
+	ymu    sync.Mutex
+	yards  *criu.YardWatch // nil where fanotify cannot watch /tmp
 	// OnResumed, if set, runs at CRIU's post-resume notification (fault
 	// tests kill CRIU there).
 	OnResumed func()
@@ -317,6 +319,9 @@ func (r *Runtime) PrepareRestore(s Spec, o DirectOpts) (_ *Restorer, err error) 
 	if rs.w, err = r.criu.StartWorker(criu.WorkerOpts{Files: rs.files, Cgroups: cgs, Nice: o.Nice, Netns: o.HostNetns}); err != nil {
 		return nil, err
 	}
+	// Watched before the request: a CRIU killed in the restore leaves
+	// its mount directory behind (see criu.WatchYards).
+	rs.yards, _ = criu.WatchYards(rs.w.Pid())
 	return rs, nil
 }
 
@@ -405,9 +410,11 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 	pid, err := rs.w.Restore(ctx, opts, notify)
 	if err != nil {
 		// CRIU has exited; killed, it left its mount directory behind.
-		if _, yerr := criu.RemoveMountYard(filepath.Join(rs.o.WorkDir, "restore.log")); yerr != nil {
+		if yerr := rs.dropYards(true); yerr != nil {
 			err = fmt.Errorf("%w (its mount directory is left: %v)", err, yerr)
 		}
+	} else {
+		_ = rs.dropYards(false)
 	}
 	if err != nil && resumed && root > 0 {
 		// CRIU died (or was cut off) after the container resumed: it runs,
@@ -441,6 +448,30 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 	return res, nil
 }
 
+// dropYards stops watching for CRIU's mount directory and, with remove
+// (CRIU has exited), removes the one it left: found by the watch or, where
+// there is none, named in its log.
+func (rs *Restorer) dropYards(remove bool) error {
+	rs.ymu.Lock()
+	defer rs.ymu.Unlock()
+	y := rs.yards
+	rs.yards = nil
+	if !remove {
+		if y != nil {
+			y.Close()
+		}
+		return nil
+	}
+	var err error
+	if y != nil {
+		_, err = y.Remove()
+	}
+	if _, lerr := criu.RemoveMountYard(filepath.Join(rs.o.WorkDir, "restore.log")); err == nil {
+		err = lerr
+	}
+	return err
+}
+
 // Restored is a restored container.
 type Restored struct {
 	Pid int
@@ -469,6 +500,7 @@ func (rs *Restorer) Close() {
 	rs.once.Do(func() {
 		if rs.w != nil {
 			rs.w.Close()
+			_ = rs.dropYards(true)
 		}
 		if rs.root != "" {
 			_ = unix.Unmount(rs.root, unix.MNT_DETACH)

@@ -76,15 +76,20 @@ for line in f:
 // 5 ms on its own, N counting up from 1, while a thread reads and
 // discards what the client sends: a connection broken or stalled
 // anywhere, either way, shows as an error or a gap without the client
-// having to ask.
+// having to ask. A failed read is retried, not fatal: the program
+// outlives a moment where its socket refuses it (TCP repair mode).
 const Ticker = `
 import socket, threading, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 7000)); s.listen(16)
 c, _ = s.accept()
 def drain():
-    while c.recv(65536):
-        pass
+    while True:
+        try:
+            if not c.recv(65536):
+                return
+        except OSError:
+            time.sleep(0.001)
 threading.Thread(target=drain, daemon=True).start()
 n = 0
 while True:

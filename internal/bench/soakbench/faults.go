@@ -51,6 +51,9 @@ type Fault struct {
 	// record's timestamps (same clock: one machine); "unknown" without one.
 	Phase  string `json:"phase,omitempty"`
 	Detail string `json:"detail,omitempty"`
+	// SocketsInRepair: a criu-kill-dump that landed after CRIU had put
+	// the container's TCP sockets in repair mode (its dump log says so).
+	SocketsInRepair bool `json:"sockets_in_repair,omitempty"`
 
 	at time.Time
 }

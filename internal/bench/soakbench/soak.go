@@ -9,6 +9,7 @@
 package soakbench
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -20,6 +21,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -248,6 +250,9 @@ func (s *soak) migrate(ctx context.Context, n int, f *Fault) error {
 	}
 	if f != nil && f.Fired {
 		f.Phase = phaseAt(res, f.at)
+		if f.Kind == FaultCRIUKillDump {
+			f.SocketsInRepair = dumpHadSocketsInRepair(ev.Error)
+		}
 	}
 	// Where is it now, and does it serve every connection?
 	recStart := time.Now()
@@ -499,6 +504,9 @@ func phaseAt(res *agent.MigrationResult, t time.Time) string {
 // explain says whether a dropped connection was unavoidable given the
 // outcome and the fault, and why.
 func explain(outcome string, f *Fault) (bool, string) {
+	if outcome == OutcomeRolledBack && f != nil && f.Fired && f.Kind == FaultCRIUKillDump && f.SocketsInRepair {
+		return true, "CRIU was killed holding the container's sockets in TCP repair mode: it holds the tasks by ptrace (it thaws their cgroup once it has them), so they run the moment it dies, before the agent can take the sockets out of repair; a read then fails with EPERM, and a program that gives up on the connection closes it — silently, in repair mode — so its client is reset (docs/soak.md, finding 11)"
+	}
 	if outcome != OutcomeLost {
 		return false, "the container survived (" + outcome + "): its connections should have too"
 	}
@@ -522,6 +530,21 @@ func explain(outcome string, f *Fault) (bool, string) {
 		}
 	}
 	return false, "the fault (" + f.Kind + ", " + f.Phase + ") should have rolled back with the container kept on the source"
+}
+
+// dumpLogRe finds the CRIU log a failed dump's error points to.
+var dumpLogRe = regexp.MustCompile(`\(see (\S+/dump\.log)\)`)
+
+// dumpHadSocketsInRepair says whether the failed dump whose error is
+// migErr had put TCP sockets in repair mode, from CRIU's log (kept by the
+// agent for its last failed migrations; read at once, before it goes).
+func dumpHadSocketsInRepair(migErr string) bool {
+	m := dumpLogRe.FindStringSubmatch(migErr)
+	if m == nil {
+		return false
+	}
+	b, err := os.ReadFile(m[1])
+	return err == nil && bytes.Contains(b, []byte("Turning repair on"))
 }
 
 // copyLogs copies the logs under dir (*.log, migration-logs) to dst.

@@ -40,7 +40,7 @@ func TestSoakShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := soakbench.Options{Migrations: 30, FaultRate: 0.3, Seed: 7, Faults: soakbench.AllFaults, Connections: 4,
+	o := soakbench.Options{Migrations: 100, FaultRate: 0.3, Seed: 7, Faults: soakbench.AllFaults, Connections: 4,
 		Interval: 10 * time.Millisecond, Settle: 100 * time.Millisecond, Binary: self, Progress: testWriter{t}}
 	if dir := os.Getenv("CFLOW_SOAK_LOGS"); dir != "" {
 		o.LogsDir = dir
