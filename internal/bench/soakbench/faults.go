@@ -2,7 +2,9 @@ package soakbench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -51,6 +53,10 @@ type Fault struct {
 	// record's timestamps (same clock: one machine); "unknown" without one.
 	Phase  string `json:"phase,omitempty"`
 	Detail string `json:"detail,omitempty"`
+	// Error: the fault could not be injected (a fault of the soak itself,
+	// which fails it: the migration ran without the fault it was meant to
+	// survive).
+	Error string `json:"error,omitempty"`
 	// SocketsInRepair: a criu-kill-dump that landed after CRIU had put
 	// the container's TCP sockets in repair mode (its dump log says so).
 	SocketsInRepair bool `json:"sockets_in_repair,omitempty"`
@@ -103,8 +109,8 @@ func (s *soak) inject(ctx context.Context, f *Fault, name, from, to string, star
 	in := &injector{s: s, f: f, name: name, from: from, to: to, start: start, done: make(chan struct{})}
 	go func() {
 		defer close(in.done)
-		if err := in.run(ctx); err != nil && f.Detail == "" {
-			f.Detail = err.Error()
+		if err := in.run(ctx); err != nil {
+			f.Error = err.Error()
 		}
 	}()
 	return in
@@ -218,6 +224,10 @@ func (in *injector) run(ctx context.Context) error {
 			return nil
 		}
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			if errors.Is(err, syscall.ESRCH) {
+				in.f.Detail = fmt.Sprintf("criu %d had exited before the kill", pid)
+				return nil
+			}
 			return fmt.Errorf("kill criu %d: %w", pid, err)
 		}
 		in.fired(fmt.Sprintf("criu swrk pid %d on %s", pid, host))
@@ -236,10 +246,15 @@ func (in *injector) run(ctx context.Context) error {
 		}
 		files, _ = filepath.Glob(glob)
 		if len(files) == 0 {
-			return fmt.Errorf("images gone before the corruption")
+			in.f.Detail = "the images were gone before the corruption"
+			return nil
 		}
 		file := files[int(in.f.DelayMs)%len(files)]
 		off, err := corrupt(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			in.f.Detail = file + " was gone before the corruption"
+			return nil
+		}
 		if err != nil {
 			return err
 		}

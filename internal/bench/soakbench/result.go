@@ -190,6 +190,9 @@ func (r *Result) summarize(b Bounds) {
 		fail("%d migrations whose record disagrees with where the container is", r.Mismatches)
 	}
 	for _, ev := range r.Events {
+		if f := ev.Fault; f != nil && f.Error != "" {
+			fail("migration %d: fault %s not injected: %s", ev.N, f.Kind, f.Error)
+		}
 		if ev.Outcome == OutcomeLost {
 			if ok, why := explain(ev.Outcome, ev.Fault); !ok {
 				fail("migration %d: container lost: %s (%s)", ev.N, ev.LostWhy, why)

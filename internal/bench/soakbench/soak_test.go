@@ -12,9 +12,10 @@ import (
 
 // The test binary doubles as the cflow binary: the testbed starts it as
 // `agent serve` and `switch serve`, the container runs it as `workload
-// stream-server`, and the soak restarts killed daemons from it.
+// stream-server`, the impairments run it as `testbed impair-relay`, and
+// the soak restarts killed daemons from it.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && (os.Args[1] == "agent" || os.Args[1] == "workload" || os.Args[1] == "switch") {
+	if len(os.Args) > 1 && (os.Args[1] == "agent" || os.Args[1] == "workload" || os.Args[1] == "switch" || os.Args[1] == "testbed") {
 		os.Exit(cli.Execute())
 	}
 	os.Exit(m.Run())
