@@ -347,10 +347,12 @@ func (a *Agent) receiveAndRestore(ctx context.Context, name string, body io.Read
 	if in.engine == EngineDirect {
 		var goLive func() error
 		if a.cfg.Steerer != nil {
-			goLive = func() error { return a.takeAddress(context.Background(), e) }
+			goLive = func() error { return a.takeAddress(context.Background(), e, true) }
+			in.restorer.PostResume = func() { a.goLiveTCP(e) }
 		}
 		var res runtime.Restored
 		res, err = in.restorer.Restore(rctx, goLive)
+		a.dropCatch(e) // delivered at the resume, or never will be
 		pid = res.Pid
 		if res.LimitErr != nil {
 			a.log.Error("restored without its CPU limit", "name", name, "err", res.LimitErr)

@@ -639,6 +639,39 @@ func TestCPULimitAfterRollbackAndMove(t *testing.T) {
 	checkCgroupLimits(t, info.Pid, 64<<20, 20000)
 }
 
+// CRIU on the destination dies after the go-live but before the tasks
+// resume, while the client sends: the source rolls back, and the
+// client's data must not have been acknowledged by a copy that then died
+// (soak finding 13: the destination's kernel took it, the source never
+// saw it, and the connection was dead after the rollback).
+func TestDestinationCRIUDiesBeforeResume(t *testing.T) {
+	e, lc := faultEnv(t)
+	b := e.agents[testbed.HostB]
+	b.faults.afterGoLive = func() {
+		b.mu.Lock()
+		rs := b.containers["py"].incoming.restorer
+		b.mu.Unlock()
+		// The line reaches the destination, which now owns the address.
+		if _, err := fmt.Fprintf(lc.c, "b\n"); err != nil {
+			t.Errorf("send: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		_ = syscall.Kill(rs.CRIUPid(), syscall.SIGKILL)
+	}
+	res, err := migrateAB(e)
+	b.faults.afterGoLive = nil
+	if err == nil || res == nil || res.Record.Status != migration.StatusRolledBack {
+		t.Fatalf("want a rolled-back migration, got %+v, %v", res, err)
+	}
+	// The source answers the line the destination must not have taken.
+	_ = lc.c.SetDeadline(time.Now().Add(15 * time.Second))
+	got, err := lc.rd.ReadString('\n')
+	if err != nil || got != "2:b\n" {
+		t.Fatalf("after the rollback: got %q, %v; want \"2:b\"", got, err)
+	}
+	lc.say("c", "3:c")
+}
+
 // CRIU on the destination dies after the container resumed (killed at
 // its post-resume notification): the container runs there and its clients
 // may already talk to it, so the migration completes instead of killing

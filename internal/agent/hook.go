@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerflow/containerflow/internal/cnet"
+	"github.com/containerflow/containerflow/internal/migration/handoff"
 	"github.com/containerflow/containerflow/internal/nsrun"
 )
 
@@ -82,13 +83,19 @@ func (a *Agent) goLive(ctx context.Context, name, nonce string) error {
 	if want == "" || nonce != want {
 		return fmt.Errorf("%w: wrong hook nonce", ErrBadRequest)
 	}
-	return a.takeAddress(ctx, e)
+	return a.takeAddress(ctx, e, false)
 }
 
 // takeAddress points the switch at this host and unlocks the incoming
 // container's namespace. The direct engine calls it from CRIU's
 // pre-resume notification, the runc engine through the hook.
-func (a *Agent) takeAddress(ctx context.Context, e *entry) error {
+//
+// With holdTCP (the direct engine, which calls goLiveTCP once the tasks
+// run), only UDP goes through at once: the clients' TCP frames that reach
+// this host meanwhile are caught, and the namespace's TCP stays locked, so
+// nothing here acknowledges a client's data before the restore can no
+// longer fail (docs/soak.md, finding 13).
+func (a *Agent) takeAddress(ctx context.Context, e *entry, holdTCP bool) error {
 	a.mu.Lock()
 	in := e.incoming
 	spec := e.info.ContainerSpec
@@ -104,6 +111,16 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry) error {
 	if _, err := os.Stat(nsrun.Path(a.netns(spec.Name))); err != nil {
 		return fmt.Errorf("%w: %v", errNamespaceGone, err)
 	}
+	if holdTCP {
+		// Before the address moves: from the steer on, frames come here.
+		c, err := handoff.Start(a.cfg.HostNetns, a.cfg.Uplink, net.HardwareAddr(spec.MAC), spec.IP, "")
+		if err != nil {
+			return fmt.Errorf("catch the clients' TCP frames: %w", err)
+		}
+		a.mu.Lock()
+		in.catch, in.tcpHeld = c, true
+		a.mu.Unlock()
+	}
 	start := time.Now()
 	if err := a.cfg.Steerer.Steer(ctx, spec.IP, net.HardwareAddr(spec.MAC), a.cfg.Name); err != nil {
 		return fmt.Errorf("steer %s to %s: %w", spec.IP, a.cfg.Name, err)
@@ -112,7 +129,11 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry) error {
 	in.switched, in.switchTook = true, time.Since(start)
 	a.mu.Unlock()
 	a.log.Info("took the address inside the restore", "name", spec.Name, "ip", spec.IP, "steer", in.switchTook)
-	if err := cnet.Unlock(a.netns(spec.Name)); err != nil {
+	open := cnet.Unlock
+	if holdTCP {
+		open = cnet.OpenUDP
+	}
+	if err := open(a.netns(spec.Name)); err != nil {
 		return err
 	}
 	if in.from != "" {
@@ -122,6 +143,43 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry) error {
 		f()
 	}
 	return nil
+}
+
+// goLiveTCP ends a go-live that held TCP back (takeAddress): the tasks
+// run, so the namespace opens to TCP too and the frames caught since the
+// steer (the clients' own, and those the source handed over) go in.
+func (a *Agent) goLiveTCP(e *entry) {
+	a.mu.Lock()
+	in := e.incoming
+	c, held, name := in.catch, in.tcpHeld, e.info.Name
+	in.catch, in.tcpHeld = nil, false
+	a.mu.Unlock()
+	if !held {
+		return
+	}
+	if err := cnet.Unlock(a.netns(name)); err != nil {
+		a.log.Error("could not open TCP after the resume", "name", name, "err", err)
+	}
+	if c == nil {
+		return
+	}
+	if r, err := c.Release(); err != nil {
+		a.log.Warn("TCP frames caught during the go-live not delivered", "name", name, "err", err)
+	} else if r.Frames > 0 {
+		a.log.Debug("delivered the TCP frames caught during the go-live", "name", name, "frames", r.Frames)
+	}
+}
+
+// dropCatch discards a go-live's TCP catcher that never got to deliver
+// (the restore failed before the tasks resumed).
+func (a *Agent) dropCatch(e *entry) {
+	a.mu.Lock()
+	c := e.incoming.catch
+	e.incoming.catch = nil
+	a.mu.Unlock()
+	if c != nil {
+		c.Discard()
+	}
 }
 
 // errNamespaceGone: an incoming container's namespace was removed while

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/containerflow/containerflow/internal/migration"
+	"github.com/containerflow/containerflow/internal/migration/handoff"
 	"github.com/containerflow/containerflow/internal/migration/transfer"
 	"github.com/containerflow/containerflow/internal/mounts"
 	"github.com/containerflow/containerflow/internal/runtime"
@@ -123,6 +124,10 @@ type incoming struct {
 	compress     string             // of the image stream
 	from         string             // the source host
 	plain        bool               // it called over its plain listener
+	// tcpHeld: the go-live opened UDP only; catch holds the clients' TCP
+	// frames reaching this host until the tasks resume (goLiveTCP).
+	tcpHeld bool
+	catch   *handoff.Catcher
 }
 
 // faults lets tests break a migration at a chosen point, on the real path.

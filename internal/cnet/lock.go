@@ -67,6 +67,10 @@ func Lock(nsName string) error {
 	if err := c.AddSet(open, nil); err != nil {
 		return fmt.Errorf("lock %s: %w", nsName, err)
 	}
+	udp := &nftables.Set{Table: t, Name: udpSet, KeyType: nftables.TypeInteger}
+	if err := c.AddSet(udp, nil); err != nil {
+		return fmt.Errorf("lock %s: %w", nsName, err)
+	}
 	drop := nftables.ChainPolicyDrop
 	prio := nftables.ChainPriority(-300)
 	for _, ch := range []struct {
@@ -86,6 +90,13 @@ func Lock(nsName string) error {
 		c.AddRule(&nftables.Rule{Table: t, Chain: chain, Exprs: []expr.Any{
 			&expr.Immediate{Register: 1, Data: openKey},
 			&expr.Lookup{SourceRegister: 1, SetName: open.Name, SetID: open.ID},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		}})
+		c.AddRule(&nftables.Rule{Table: t, Chain: chain, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+			&expr.Immediate{Register: 1, Data: openKey},
+			&expr.Lookup{SourceRegister: 1, SetName: udp.Name, SetID: udp.ID},
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		}})
 	}
@@ -172,6 +183,23 @@ func removeOpenGates(nsName, prefix, set string) error {
 func Unlock(nsName string) error {
 	if err := openGates(nsName, lockPrefix, "open"); err != nil {
 		return fmt.Errorf("unlock %s: %w", nsName, err)
+	}
+	return nil
+}
+
+// udpSet is a lock's second gate: UDP only (OpenUDP).
+const udpSet = "udp"
+
+// OpenUDP lets UDP through every lock of the namespace, TCP and the rest
+// staying locked (adding only, like Unlock). A destination going live
+// delivers the datagrams held for the container before its program runs
+// (a QUIC stack drops older packets once it has newer ones), while its
+// TCP stays closed until the restore can no longer fail: a restored
+// socket that acknowledged a client's data and then died with CRIU would
+// lose that data (docs/soak.md, finding 13).
+func OpenUDP(nsName string) error {
+	if err := openGates(nsName, lockPrefix, udpSet); err != nil {
+		return fmt.Errorf("open UDP in %s: %w", nsName, err)
 	}
 	return nil
 }

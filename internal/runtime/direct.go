@@ -245,8 +245,12 @@ type Restorer struct {
 	once   sync.Once
 	ymu    sync.Mutex
 	yards  *criu.YardWatch // nil where fanotify cannot watch /tmp
-	// OnResumed, if set, runs at CRIU's post-resume notification (fault
-	// tests kill CRIU there).
+	// PostResume, if set, runs at CRIU's post-resume notification: the
+	// tasks run, and from here the restore counts as done even if CRIU
+	// then dies (see Restore).
+	PostResume func()
+	// OnResumed, if set, runs after PostResume (fault tests kill CRIU
+	// there).
 	OnResumed func()
 }
 
@@ -401,6 +405,9 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 			}
 		case "post-resume":
 			resumed = true
+			if rs.PostResume != nil {
+				rs.PostResume()
+			}
 			if rs.OnResumed != nil {
 				rs.OnResumed()
 			}
