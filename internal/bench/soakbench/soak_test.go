@@ -31,9 +31,9 @@ func TestSoakShort(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for the testbed, runc and CRIU (CI runs as root)")
 	}
-	// Opt-in: about 3.5 minutes, and two open findings (docs/soak.md, 13
-	// and 14) can fail it when a fault lands in their narrow windows; CI
-	// must not depend on that timing.
+	// Opt-in: about 3.5 minutes, and an open finding (docs/soak.md, 14)
+	// can fail it when a fault lands in its window; CI must not depend on
+	// that timing.
 	if os.Getenv("CFLOW_SOAK") == "" {
 		t.Skip("set CFLOW_SOAK=1 to run (about 3.5 minutes); see docs/soak.md")
 	}
