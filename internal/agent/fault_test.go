@@ -149,7 +149,7 @@ func killCRIUAtLine(workDirPart, marker string, stop <-chan struct{}) <-chan int
 				return
 			default:
 			}
-			pid, log := findCRIU(workDirPart)
+			pid, log := findCRIU(workDirPart, true)
 			if log == "" {
 				time.Sleep(200 * time.Microsecond)
 				continue
@@ -180,8 +180,11 @@ func killCRIUAtLine(workDirPart, marker string, stop <-chan struct{}) <-chan int
 }
 
 // findCRIU returns a `criu swrk` process with a file matching workDirPart
-// open, and the log file it has open.
-func findCRIU(workDirPart string) (int, string) {
+// open (its images or work directory: which tells the source's dump from
+// the destination's restore), and its log; with needLog only one that
+// has its log open (CRIU's children share its command line and files, not
+// the log).
+func findCRIU(workDirPart string, needLog bool) (int, string) {
 	ents, _ := os.ReadDir("/proc")
 	for _, en := range ents {
 		pid, err := strconv.Atoi(en.Name())
@@ -202,16 +205,15 @@ func findCRIU(workDirPart string) (int, string) {
 				log = target // not the container's own output logs, also open
 			}
 		}
-		if match && log != "" {
+		if match && (log != "" || !needLog) {
 			return pid, log
 		}
 	}
 	return 0, ""
 }
 
-// killCRIU kills, `after` it appears, the CRIU process (run by runc as
-// "criu swrk") that has a work directory matching workDirPart open, which
-// tells the source's dump from the destination's restore.
+// killCRIU kills, `after` it appears, the CRIU process that has a file
+// matching workDirPart open.
 func killCRIU(workDirPart string, after time.Duration, stop <-chan struct{}) <-chan int {
 	killed := make(chan int, 1)
 	go func() {
@@ -222,27 +224,11 @@ func killCRIU(workDirPart string, after time.Duration, stop <-chan struct{}) <-c
 				return
 			default:
 			}
-			ents, _ := os.ReadDir("/proc")
-			for _, en := range ents {
-				pid, err := strconv.Atoi(en.Name())
-				if err != nil {
-					continue
-				}
-				cmd, _ := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
-				if !strings.Contains(string(cmd), "criu") || !strings.Contains(string(cmd), "swrk") {
-					continue
-				}
-				// runc opens the work directory for CRIU; its fds show it.
-				fds, _ := os.ReadDir(filepath.Join("/proc", en.Name(), "fd"))
-				for _, fd := range fds {
-					target, _ := os.Readlink(filepath.Join("/proc", en.Name(), "fd", fd.Name()))
-					if strings.Contains(target, workDirPart) {
-						time.Sleep(after)
-						_ = syscall.Kill(pid, syscall.SIGKILL)
-						killed <- pid
-						return
-					}
-				}
+			if pid, _ := findCRIU(workDirPart, false); pid != 0 {
+				time.Sleep(after)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				killed <- pid
+				return
 			}
 			time.Sleep(time.Millisecond)
 		}
