@@ -111,18 +111,20 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry, holdTCP bool) error {
 	if _, err := os.Stat(nsrun.Path(a.netns(spec.Name))); err != nil {
 		return fmt.Errorf("%w: %v", errNamespaceGone, err)
 	}
+	var catch *handoff.Catcher
 	if holdTCP {
 		// Before the address moves: from the steer on, frames come here.
 		c, err := handoff.Start(a.cfg.HostNetns, a.cfg.Uplink, net.HardwareAddr(spec.MAC), spec.IP, "")
 		if err != nil {
 			return fmt.Errorf("catch the clients' TCP frames: %w", err)
 		}
-		a.mu.Lock()
-		in.catch, in.tcpHeld = c, true
-		a.mu.Unlock()
+		catch = c
 	}
 	start := time.Now()
 	if err := a.cfg.Steerer.Steer(ctx, spec.IP, net.HardwareAddr(spec.MAC), a.cfg.Name); err != nil {
+		if catch != nil {
+			catch.Discard()
+		}
 		return fmt.Errorf("steer %s to %s: %w", spec.IP, a.cfg.Name, err)
 	}
 	a.mu.Lock()
@@ -134,7 +136,15 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry, holdTCP bool) error {
 		open = cnet.OpenUDP
 	}
 	if err := open(a.netns(spec.Name)); err != nil {
+		if catch != nil {
+			catch.Discard()
+		}
 		return err
+	}
+	if catch != nil {
+		a.mu.Lock()
+		in.catch, in.tcpHeld = catch, true
+		a.mu.Unlock()
 	}
 	if in.from != "" {
 		a.askHandoff(ctx, in.from, in.plain, spec.Name) // see golive_handoff.go

@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net"
+	"net/http"
 	"sort"
 	"time"
 
@@ -22,13 +24,15 @@ import (
 const recoverTimeout = 90 * time.Second
 
 // recoverLeaving starts, for each adopted container whose namespace is
-// locked, the recovery of its interrupted migration. Until it ends the
-// container is migrating (a new migration of it is refused).
+// locked or whose cgroup is frozen (an agent killed between the freeze and
+// the lock: found by cflow bench soak, the container stayed frozen), the
+// recovery of its interrupted migration. Until it ends the container is
+// migrating (a new migration of it is refused).
 func (a *Agent) recoverLeaving() {
 	a.mu.Lock()
 	var names []string
 	for name, e := range a.containers {
-		if locked, _ := cnet.Locked(a.netns(name)); locked {
+		if locked, _ := cnet.Locked(a.netns(name)); locked || a.rt.Frozen(name) {
 			e.info.State = StateMigrating
 			names = append(names, name)
 		}
@@ -57,8 +61,21 @@ func (a *Agent) recoverOne(name string) {
 		}
 		var o Outcome
 		err = c.do(ctx, "GET", "/v1/migrations/"+name+"/outcome", nil, &o)
+		var apiErr *APIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+			// No incoming migration of it there: none was staged, or it
+			// was committed already — the previous life was killed between
+			// its commit and the removal of its copy (found by cflow bench
+			// soak: two copies ran). A copy that runs there is the one.
+			if info, gerr := c.Get(ctx, name); gerr == nil && info.State == StateRunning {
+				a.dropLocalCopy(ctx, spec, p)
+				a.log.Warn("an interrupted migration had been committed on its destination: the local copy removed", "name", name, "to", p)
+				return
+			}
+			continue
+		}
 		if err != nil {
-			continue // nothing of it there (404), or that peer does not answer
+			continue // that peer does not answer
 		}
 		if !o.Restored {
 			// Staged or failed there: nothing of it runs.
@@ -69,10 +86,7 @@ func (a *Agent) recoverOne(name string) {
 			a.log.Error("an interrupted migration completed on its destination, which refused the commit", "name", name, "to", p, "err", err)
 			return
 		}
-		_ = a.rt.Delete(ctx, name)
-		_ = cnet.Delete(a.netns(name))
-		a.release(name)
-		a.registerMove(spec, p)
+		a.dropLocalCopy(ctx, spec, p)
 		a.log.Warn("an interrupted migration had completed on its destination: committed there, the local copy removed", "name", name, "to", p)
 		return
 	}
@@ -89,6 +103,15 @@ func (a *Agent) recoverOne(name string) {
 		return
 	}
 	a.log.Warn("an interrupted migration had not completed: the container resumed here", "name", name)
+}
+
+// dropLocalCopy removes the copy of a container whose migration to peer
+// completed, and records the move.
+func (a *Agent) dropLocalCopy(ctx context.Context, spec ContainerSpec, peer string) {
+	_ = a.rt.Delete(ctx, spec.Name)
+	_ = cnet.Delete(a.netns(spec.Name))
+	a.release(spec.Name)
+	a.registerMove(spec, peer)
 }
 
 // resumeLocked undoes what a dump leaves: sockets in TCP repair, the

@@ -202,10 +202,11 @@ func (s *localSource) giveBack(resumeErr error) {
 // thaw undoes a freeze and a failed dump. A dump that failed because CRIU
 // died can also leave CRIU's network lock in the namespace and the sockets
 // in TCP repair mode; both are undone, or the container would run with
-// every connection silently dead. Both come before the thaw: a program
-// that runs while its sockets are still in repair mode gets EINVAL from
-// its next write, closes the connection, and its client is answered with
-// a reset (soak finding 11).
+// every connection silently dead. Both come before the thaw, for tasks
+// still frozen: a program that runs while its sockets are in repair mode
+// sees its reads fail (EPERM) and may give the connection up. (A CRIU
+// killed mid-dump has already let the tasks run: it holds them by ptrace,
+// not by the freezer; docs/soak.md, finding 11.)
 func (s *localSource) thaw(ctx context.Context) error {
 	_, err := s.a.rt.ResetTCPRepair(ctx, s.spec.Name)
 	if uerr := s.unlock(); err == nil {

@@ -70,8 +70,8 @@ func frozenMark(f string, v2 bool) ([]byte, string) {
 	return []byte("FROZEN"), f
 }
 
-// frozen says whether the container's cgroup is frozen now.
-func (r *Runtime) frozen(name string) bool {
+// Frozen says whether the container's cgroup is frozen now.
+func (r *Runtime) Frozen(name string) bool {
 	f, v2, err := r.freezerFile(name)
 	if err != nil {
 		return false

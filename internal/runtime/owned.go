@@ -84,7 +84,7 @@ func (r *Runtime) directStatus(name string, d directState) string {
 	if state, start, err := procStat(d.Pid); err != nil || start != d.StartTime || state == "Z" {
 		return "stopped"
 	}
-	if r.frozen(name) {
+	if r.Frozen(name) {
 		return "paused"
 	}
 	return "running"
