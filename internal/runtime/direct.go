@@ -231,20 +231,21 @@ func (d *Dumper) Close() {
 
 // Restorer is a restore prepared before the images have arrived.
 type Restorer struct {
-	r      *Runtime
-	spec   Spec
-	o      DirectOpts
-	w      *criu.Worker
-	files  []*os.File // passed to CRIU, closed after the restore
-	logs   *pipeLogs
-	work   *os.File
-	root   string // the rootfs bind-mounted where CRIU wants it
-	netnsF *os.File
-	binds  []*rpc.ExtMountMap // the container's bind mounts, from its bundle
-	cgs    []string           // its cgroups (the CPU limit comes after the restore)
-	once   sync.Once
-	ymu    sync.Mutex
-	yards  *criu.YardWatch // nil where fanotify cannot watch /tmp
+	r         *Runtime
+	spec      Spec
+	o         DirectOpts
+	w         *criu.Worker
+	files     []*os.File // passed to CRIU, closed after the restore
+	logs      *pipeLogs
+	work      *os.File
+	root      string // the rootfs bind-mounted where CRIU wants it
+	netnsF    *os.File
+	binds     []*rpc.ExtMountMap // the container's bind mounts, from its bundle
+	cgs       []string           // its cgroups (the CPU limit comes after the restore)
+	once      sync.Once
+	ymu       sync.Mutex
+	yards     *criu.YardWatch // nil where fanotify cannot watch /tmp
+	requested bool            // Restore sent CRIU its request: it deals with the yard
 	// PostResume, if set, runs at CRIU's post-resume notification: the
 	// tasks run, and from here the restore counts as done even if CRIU
 	// then dies (see Restore).
@@ -414,6 +415,9 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 		}
 		return nil
 	}
+	rs.ymu.Lock()
+	rs.requested = true
+	rs.ymu.Unlock()
 	pid, err := rs.w.Restore(ctx, opts, notify)
 	if err != nil {
 		// CRIU has exited; killed, it left its mount directory behind.
@@ -507,7 +511,15 @@ func (rs *Restorer) Close() {
 	rs.once.Do(func() {
 		if rs.w != nil {
 			rs.w.Close()
-			_ = rs.dropYards(true)
+			// A CRIU that never got its request made no directory; one
+			// that did is dealt with by Restore when CRIU has answered or
+			// died (an abort kills it under Restore).
+			rs.ymu.Lock()
+			requested := rs.requested
+			rs.ymu.Unlock()
+			if !requested {
+				_ = rs.dropYards(false)
+			}
 		}
 		if rs.root != "" {
 			_ = unix.Unmount(rs.root, unix.MNT_DETACH)
