@@ -143,7 +143,7 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry, holdTCP bool) error {
 	}
 	if catch != nil {
 		a.mu.Lock()
-		in.catch, in.tcpHeld = catch, true
+		in.catch = catch
 		a.mu.Unlock()
 	}
 	if in.from != "" {
@@ -159,19 +159,13 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry, holdTCP bool) error {
 // run, so the namespace opens to TCP too and the frames caught since the
 // steer (the clients' own, and those the source handed over) go in.
 func (a *Agent) goLiveTCP(e *entry) {
-	a.mu.Lock()
-	in := e.incoming
-	c, held, name := in.catch, in.tcpHeld, e.info.Name
-	in.catch, in.tcpHeld = nil, false
-	a.mu.Unlock()
-	if !held {
-		return
-	}
-	if err := cnet.Unlock(a.netns(name)); err != nil {
-		a.log.Error("could not open TCP after the resume", "name", name, "err", err)
-	}
+	c := a.takeCatch(e)
 	if c == nil {
 		return
+	}
+	name := e.info.Name
+	if err := cnet.Unlock(a.netns(name)); err != nil {
+		a.log.Error("could not open TCP after the resume", "name", name, "err", err)
 	}
 	if r, err := c.Release(); err != nil {
 		a.log.Warn("TCP frames caught during the go-live not delivered", "name", name, "err", err)
@@ -183,13 +177,19 @@ func (a *Agent) goLiveTCP(e *entry) {
 // dropCatch discards a go-live's TCP catcher that never got to deliver
 // (the restore failed before the tasks resumed).
 func (a *Agent) dropCatch(e *entry) {
-	a.mu.Lock()
-	c := e.incoming.catch
-	e.incoming.catch = nil
-	a.mu.Unlock()
-	if c != nil {
+	if c := a.takeCatch(e); c != nil {
 		c.Discard()
 	}
+}
+
+// takeCatch removes an incoming container's go-live catcher, so that one
+// caller alone delivers or discards it.
+func (a *Agent) takeCatch(e *entry) *handoff.Catcher {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := e.incoming.catch
+	e.incoming.catch = nil
+	return c
 }
 
 // errNamespaceGone: an incoming container's namespace was removed while

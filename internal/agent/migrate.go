@@ -124,10 +124,9 @@ type incoming struct {
 	compress     string             // of the image stream
 	from         string             // the source host
 	plain        bool               // it called over its plain listener
-	// tcpHeld: the go-live opened UDP only; catch holds the clients' TCP
+	// catch, set when the go-live opened UDP only, holds the clients' TCP
 	// frames reaching this host until the tasks resume (goLiveTCP).
-	tcpHeld bool
-	catch   *handoff.Catcher
+	catch *handoff.Catcher
 }
 
 // faults lets tests break a migration at a chosen point, on the real path.
