@@ -140,6 +140,32 @@ func TestFaultUnreachableDestination(t *testing.T) {
 // workDirPart open as soon as its log (dump.log or restore.log) has a line
 // containing marker.
 func killCRIUAtLine(workDirPart, marker string, stop <-chan struct{}) <-chan int {
+	return killCRIUWhen(workDirPart, true, stop, func(pid int, log string) bool {
+		// From here only what is new in its log is read, which is quick
+		// enough to land within the few ms the step lasts.
+		f, err := os.Open(log)
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		var seen []byte
+		buf := make([]byte, 64<<10)
+		for syscall.Kill(pid, 0) == nil {
+			n, _ := f.Read(buf)
+			seen = append(seen, buf[:n]...)
+			if bytes.Contains(seen, []byte(marker)) {
+				return true
+			}
+			seen = seen[max(0, len(seen)-len(marker)):]
+		}
+		return false
+	})
+}
+
+// killCRIUWhen waits for the CRIU process findCRIU(workDirPart, needLog)
+// finds, then for ready, and kills it if ready says so; the channel
+// carries the pid it killed and is closed either way.
+func killCRIUWhen(workDirPart string, needLog bool, stop <-chan struct{}, ready func(pid int, log string) bool) <-chan int {
 	killed := make(chan int, 1)
 	go func() {
 		defer close(killed)
@@ -149,31 +175,14 @@ func killCRIUAtLine(workDirPart, marker string, stop <-chan struct{}) <-chan int
 				return
 			default:
 			}
-			pid, log := findCRIU(workDirPart, true)
-			if log == "" {
-				time.Sleep(200 * time.Microsecond)
-				continue
-			}
-			// Found: from here only what is new in its log is read, which
-			// is quick enough to land within the few ms the step lasts.
-			f, err := os.Open(log)
-			if err != nil {
-				return
-			}
-			defer f.Close()
-			var seen []byte
-			buf := make([]byte, 64<<10)
-			for syscall.Kill(pid, 0) == nil {
-				n, _ := f.Read(buf)
-				seen = append(seen, buf[:n]...)
-				if bytes.Contains(seen, []byte(marker)) {
+			if pid, log := findCRIU(workDirPart, needLog); pid != 0 {
+				if ready(pid, log) {
 					_ = syscall.Kill(pid, syscall.SIGKILL)
 					killed <- pid
-					return
 				}
-				seen = seen[max(0, len(seen)-len(marker)):]
+				return
 			}
-			return
+			time.Sleep(200 * time.Microsecond)
 		}
 	}()
 	return killed
@@ -215,25 +224,10 @@ func findCRIU(workDirPart string, needLog bool) (int, string) {
 // killCRIU kills, `after` it appears, the CRIU process that has a file
 // matching workDirPart open.
 func killCRIU(workDirPart string, after time.Duration, stop <-chan struct{}) <-chan int {
-	killed := make(chan int, 1)
-	go func() {
-		defer close(killed)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if pid, _ := findCRIU(workDirPart, false); pid != 0 {
-				time.Sleep(after)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				killed <- pid
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	return killed
+	return killCRIUWhen(workDirPart, false, stop, func(int, string) bool {
+		time.Sleep(after)
+		return true
+	})
 }
 
 // CRIU is killed at several points of the dump (early: while it seizes
