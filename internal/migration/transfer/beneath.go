@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"archive/tar"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -100,7 +99,7 @@ func replace(dir int, name string, want uint32) error {
 }
 
 // receiveEntry makes one entry of the stream as name in dir; for a regular
-// file, it returns its size and "sha256  size" as the manifest has it.
+// file, it returns its size and "crc32c  size" as the manifest has it.
 // Its owner, mode and times are applyMeta's.
 func receiveEntry(dir int, name string, h *tar.Header, body io.Reader) (int64, string, error) {
 	switch h.Typeflag {
@@ -136,7 +135,7 @@ func receiveEntry(dir int, name string, h *tar.Header, body io.Reader) (int64, s
 			return 0, "", err
 		}
 		f := os.NewFile(uintptr(fd), name)
-		hs := sha256.New()
+		hs := newChecksum()
 		n, err := io.Copy(io.MultiWriter(f, hs), body)
 		if cerr := f.Close(); err == nil {
 			err = cerr
