@@ -204,6 +204,9 @@ type Agent struct {
 	movingTo map[string]string // container -> the destination it is leaving (or left) for
 	peersMu  sync.Mutex
 	peers    map[string]*Client // one per peer and transport, so connections are reused
+	// pageTLS is cfg.TLS written out for CRIU, whose post-copy page
+	// server speaks TLS itself (nil without an identity).
+	pageTLS *pki.Files
 
 	usage   *usageSampler // usage.go
 	metrics *agentMetrics // metrics.go
@@ -271,6 +274,13 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	a := &Agent{cfg: cfg, rt: rt, log: cfg.Log.With("agent", cfg.Name), containers: map[string]*entry{}, usage: &usageSampler{}}
+	if cfg.TLS != nil {
+		f, err := cfg.TLS.WriteFiles(filepath.Join(cfg.StateDir, "criu-tls"))
+		if err != nil {
+			return nil, fmt.Errorf("write the identity for CRIU: %w", err)
+		}
+		a.pageTLS = &f
+	}
 	a.metrics = newAgentMetrics(a)
 	rt.SetExitHandler(a.containerExited)
 	a.adopt()

@@ -70,6 +70,9 @@ func NewClient(base string, o ClientOptions) *Client {
 	return &Client{base: url, token: o.Token, hc: &http.Client{Transport: tr}}
 }
 
+// secure says calls go over TLS.
+func (c *Client) secure() bool { return strings.HasPrefix(c.base, "https://") }
+
 // peerClient returns the client of host's agent, over TLS when this agent
 // has an identity, or over the peer's plain listener when plain is set
 // (and it has one). Clients are kept, so that the calls of a migration

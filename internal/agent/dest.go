@@ -233,6 +233,9 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceH
 		}
 		o := runtime.DirectOpts{ImagesDir: filepath.Join(dir, "images"), WorkDir: filepath.Join(dir, "work"), LogLevel: a.cfg.CRIULogLevel,
 			Nice: req.Nice, HostNetns: a.cfg.HostNetns, PageServer: in.pageServer}
+		if in.pageServer != "" && !plain {
+			o.PageServerTLS = a.pageTLS // as the source's (Migrate)
+		}
 		if in.restorer, err = a.rt.PrepareRestore(a.runtimeSpec(s), o); err != nil {
 			return fail(err)
 		}

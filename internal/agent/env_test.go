@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerflow/containerflow/internal/criu"
+	"github.com/containerflow/containerflow/internal/pki"
 	"github.com/containerflow/containerflow/internal/testbed"
 	"github.com/containerflow/containerflow/internal/testbed/tbtest"
 )
@@ -56,6 +58,12 @@ func (s *tbSteerer) Steer(_ context.Context, ip netip.Addr, mac net.HardwareAddr
 // configuration before its agent starts.
 func newEnv(t *testing.T, opts ...func(host string, c *Config)) *env {
 	t.Helper()
+	return newEnvAs(t, nil, opts...)
+}
+
+// newEnvAs is newEnv whose clients call as cli over TLS (nil: plain).
+func newEnvAs(t *testing.T, cli *pki.Identity, opts ...func(host string, c *Config)) *env {
+	t.Helper()
 	tbtest.RequireRoot(t, "namespaces, runc and CRIU")
 	b, _, err := criu.Find(context.Background())
 	if err != nil {
@@ -98,9 +106,43 @@ func newEnv(t *testing.T, opts ...func(host string, c *Config)) *env {
 			e.configs[h] = c
 		}
 		e.startAgent(h)
-		e.clients[h] = NewClient(peers[h], ClientOptions{Token: token, Netns: hostNs})
+		co := ClientOptions{Token: token, Netns: hostNs}
+		if cli != nil {
+			co.TLS = cli.ClientConfig(h)
+		}
+		e.clients[h] = NewClient(e.configs[h].Peers[h], co)
 	}
 	return e
+}
+
+// newTLSEnv is newEnv with the agents serving and calling each other over
+// mutual TLS, as the testbed's agents do: identities of one CA, each
+// host's naming its management address; the test's clients are the CLI.
+func newTLSEnv(t *testing.T, opts ...func(host string, c *Config)) *env {
+	dir := t.TempDir()
+	if err := pki.InitCA(dir); err != nil {
+		t.Fatal(err)
+	}
+	id := func(name string, ips ...string) *pki.Identity {
+		if _, _, err := pki.Issue(dir, name, ips); err != nil {
+			t.Fatal(err)
+		}
+		i, err := pki.Load(dir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	withTLS := func(h string, c *Config) {
+		s, _ := testbed.PlannedSpec(h)
+		c.TLS = id(h, s.MgmtIP.String())
+		peers := map[string]string{}
+		for p := range c.Peers {
+			peers[p] = testbed.AgentTLSURL(p)
+		}
+		c.Peers = peers
+	}
+	return newEnvAs(t, id(pki.CLI), append([]func(string, *Config){withTLS}, opts...)...)
 }
 
 // startAgent (re)starts the agent of host h, serving on its management
@@ -126,6 +168,9 @@ func (e *env) startAgent(h string) {
 			e.hook(h, r)
 		}
 	})}
+	if id := e.configs[h].TLS; id != nil {
+		l = tls.NewListener(l, id.ServerConfig())
+	}
 	go srv.Serve(l) //nolint:errcheck // closed in cleanup
 	_ = os.Remove(e.configs[h].HookSocket)
 	ul, err := net.Listen("unix", e.configs[h].HookSocket)

@@ -202,6 +202,11 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 			a.setState(e, StateRunning)
 			return nil, fmt.Errorf("post-copy page server port: %w", err)
 		}
+		// The pages go as the stream does: a destination called over TLS
+		// fetches them over TLS (prepareIncoming).
+		if peer.secure() {
+			src.pageTLS = a.pageTLS
+		}
 	}
 	dst := &remoteDest{c: peer, rwDir: runtime.RWDir(a.rt.BundleDir(name)), name: name,
 		prep: PrepareRequest{Spec: spec, ResumeSignal: req.QuiesceSignal, From: a.cfg.Name, Engine: req.Engine,

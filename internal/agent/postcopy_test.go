@@ -21,10 +21,16 @@ import (
 // postCopyEnv runs a container holding mib MiB of checked memory on hostA
 // with a live connection.
 func postCopyEnv(t *testing.T, mib int) (*env, *lineConn) {
+	return postCopyEnvWith(t, newEnv, mib)
+}
+
+// postCopyEnvWith is postCopyEnv on an environment made by mk (newEnv or
+// newTLSEnv).
+func postCopyEnvWith(t *testing.T, mk func(*testing.T, ...func(string, *Config)) *env, mib int) (*env, *lineConn) {
 	if err := criu.PostCopyReady(); err != nil {
 		t.Skipf("post-copy unavailable: %v", err) // bootstrap.sh makes it available; CI runs it
 	}
-	e := newEnv(t)
+	e := mk(t)
 	args := append(testprog.Args(testprog.Memory), strconv.Itoa(mib))
 	e.runOn(testbed.HostA, ContainerSpec{Name: "mem", IP: netip.MustParseAddr("198.18.0.2"), Args: args})
 	lc := newLineConn(t, e.dial("198.18.0.2:7000"))
@@ -93,8 +99,17 @@ func TestPostCopyCarriesMemory(t *testing.T) {
 // destination restored lazily and while it was still fetching pages (256
 // MiB take over a second here; see docs/migration.md for a destination
 // that has every page before the switch refuses).
+// Over mutual TLS too, where CRIU's page server and its client speak TLS
+// (GnuTLS): a page server waiting for its client is stopped by one that
+// cannot even finish the handshake.
 func TestPostCopyRollsBack(t *testing.T) {
-	e, lc := postCopyEnv(t, 256)
+	for name, mk := range map[string]func(*testing.T, ...func(string, *Config)) *env{"plain": newEnv, "tls": newTLSEnv} {
+		t.Run(name, func(t *testing.T) { postCopyRollsBack(t, mk) })
+	}
+}
+
+func postCopyRollsBack(t *testing.T, mk func(*testing.T, ...func(string, *Config)) *env) {
+	e, lc := postCopyEnvWith(t, mk, 256)
 	e.agents[testbed.HostA].faults.cutStreamAt = 64 << 10
 	res, err := migrateMem(e, testbed.HostA, testbed.HostB, migration.ModePostCopy)
 	e.agents[testbed.HostA].faults.cutStreamAt = 0

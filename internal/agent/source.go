@@ -14,6 +14,7 @@ import (
 	"github.com/containerflow/containerflow/internal/migration/drain"
 	"github.com/containerflow/containerflow/internal/migration/handoff"
 	"github.com/containerflow/containerflow/internal/migration/transfer"
+	"github.com/containerflow/containerflow/internal/pki"
 	"github.com/containerflow/containerflow/internal/runtime"
 )
 
@@ -29,6 +30,7 @@ type localSource struct {
 	released handoff.Released  // what the handoff sent, for the record
 	dumper   *runtime.Dumper   // direct engine: CRIU started, waiting for the freeze
 	port     int               // post-copy: the page server's port
+	pageTLS  *pki.Files        // post-copy: the page server speaks TLS (as the stream does)
 	pages    *runtime.PostCopy // post-copy: the pages being served
 }
 
@@ -43,7 +45,7 @@ func (s *localSource) nice() int {
 
 func (s *localSource) opts(workName string) runtime.DirectOpts {
 	return runtime.DirectOpts{ImagesDir: filepath.Join(s.dir, "images"), WorkDir: filepath.Join(s.dir, workName),
-		LogLevel: s.a.cfg.CRIULogLevel, Nice: s.nice(), HostNetns: s.a.cfg.HostNetns, PageServerPort: s.port,
+		LogLevel: s.a.cfg.CRIULogLevel, Nice: s.nice(), HostNetns: s.a.cfg.HostNetns, PageServerPort: s.port, PageServerTLS: s.pageTLS,
 		NetworkLocked: true, LeaveStopped: s.port == 0}
 }
 

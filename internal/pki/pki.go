@@ -199,6 +199,42 @@ type Identity struct {
 	Name string
 	Cert tls.Certificate
 	Pool *x509.CertPool
+	// CAPEM is what Pool was made from, for programs that read their
+	// trust from a file (WriteFiles).
+	CAPEM []byte
+}
+
+// Files are the paths of an identity written out by WriteFiles.
+type Files struct{ CA, Cert, Key string }
+
+// WriteFiles writes the identity as PEM files into dir (0700, the files
+// 0600) for a program that takes its TLS credentials as paths: CRIU's
+// page server speaks TLS through GnuTLS, not through this process.
+func (id *Identity) WriteFiles(dir string) (Files, error) {
+	f := Files{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}
+	key, err := x509.MarshalPKCS8PrivateKey(id.Cert.PrivateKey)
+	if err != nil {
+		return f, fmt.Errorf("pki: key of %s: %w", id.Name, err)
+	}
+	var chain []byte
+	for _, der := range id.Cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return f, err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return f, err
+	}
+	for p, b := range map[string][]byte{f.CA: id.CAPEM, f.Cert: chain, f.Key: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			return f, err
+		}
+		if err := os.Chmod(p, 0o600); err != nil { // WriteFile keeps an old file's mode
+			return f, err
+		}
+	}
+	return f, nil
 }
 
 // Load reads identity name of dir.
@@ -241,7 +277,7 @@ func FromPEM(name string, caPEM, certPEM, keyPEM []byte) (*Identity, error) {
 	if name == "" {
 		name = cert.Leaf.Subject.CommonName
 	}
-	return &Identity{Name: name, Cert: cert, Pool: pool}, nil
+	return &Identity{Name: name, Cert: cert, Pool: pool, CAPEM: caPEM}, nil
 }
 
 // ServerConfig is the TLS configuration of a server: TLS 1.3 only, and

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/containerflow/containerflow/internal/criu"
+	"github.com/containerflow/containerflow/internal/pki"
 )
 
 // The direct engine checkpoints and restores containers by driving CRIU
@@ -59,6 +60,11 @@ type DirectOpts struct {
 	// PageServer makes a restore post-copy (destination side): the
 	// source's page server, "host:port".
 	PageServer string
+	// PageServerTLS, when set, makes the post-copy page server and its
+	// client speak mutual TLS (CRIU's own, GnuTLS) with these files: the
+	// client checks the server's certificate against the address it
+	// dials, the server that the client's chains to the CA.
+	PageServerTLS *pki.Files
 	// LeaveStopped makes a dump leave the tasks stopped (SIGSTOP) instead
 	// of killing them: killing a multi-threaded container and waiting for
 	// it is ~10 ms of the frozen window here, and a stopped container can
@@ -177,6 +183,9 @@ func (r *Runtime) PrepareDump(ctx context.Context, name string, o DirectOpts) (*
 		opts.LazyPages = proto.Bool(true)
 		opts.Ps = &rpc.CriuPageServerInfo{Port: proto.Int32(int32(o.PageServerPort))}
 		opts.NotifyScripts = proto.Bool(true) // for "status-ready"
+		if t := o.PageServerTLS; t != nil {
+			opts.Tls, opts.TlsCacert, opts.TlsCert, opts.TlsKey = proto.Bool(true), proto.String(t.CA), proto.String(t.Cert), proto.String(t.Key)
+		}
 	}
 	opts.ExtMnt = bindMounts(cfg, func(m specs.Mount) string { return m.Destination })
 	if cfg.Linux != nil {

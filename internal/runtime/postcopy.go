@@ -174,9 +174,13 @@ func (r *Runtime) startLazyPages(o DirectOpts) (*PostCopy, error) {
 		return nil, err
 	}
 	defer sr.Close()
-	cmd := r.criu.Command("lazy-pages", "--page-server", "--address", host, "--port", port,
+	args := []string{"lazy-pages", "--page-server", "--address", host, "--port", port,
 		"--images-dir", o.ImagesDir, "--work-dir", o.WorkDir, "--log-file", "lazy-pages.log",
-		"-v"+strconv.Itoa(int(*o.level())), "--status-fd", "3")
+		"-v" + strconv.Itoa(int(*o.level())), "--status-fd", "3"}
+	if t := o.PageServerTLS; t != nil {
+		args = append(args, "--tls", "--tls-cacert", t.CA, "--tls-cert", t.Cert, "--tls-key", t.Key)
+	}
+	cmd := r.criu.Command(args...)
 	cmd.ExtraFiles = []*os.File{sw}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := nsrun.Start(o.HostNetns, cmd); err != nil {
