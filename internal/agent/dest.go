@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerflow/containerflow/internal/cnet"
+	"github.com/containerflow/containerflow/internal/criu"
 	"github.com/containerflow/containerflow/internal/migration"
 	"github.com/containerflow/containerflow/internal/migration/transfer"
 	"github.com/containerflow/containerflow/internal/mounts"
@@ -59,7 +60,7 @@ func (d *remoteDest) Open(ctx context.Context, images string) (migration.Transfe
 		wrap = func(w io.Writer) io.Writer { return &faultyWriter{w: w, f: d.f} }
 	}
 	var err error
-	t.st, err = transfer.StartStream([]transfer.Tree{{Name: "rw", Dir: d.rwDir}}, transfer.Tree{Name: "images", Dir: images}, d.prep.Compress, wrap,
+	t.st, err = transfer.StartStream([]transfer.Tree{{Name: "rw", Dir: d.rwDir}}, transfer.Tree{Name: "images", Dir: images, Appends: criu.AppendedImage}, d.prep.Compress, wrap,
 		func(body io.Reader) error {
 			err := d.c.doStream(ctx, "/v1/migrations/"+d.name+"/images", body, &t.rep)
 			var apiErr *APIError

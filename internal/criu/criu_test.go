@@ -205,3 +205,11 @@ func TestKernelCache(t *testing.T) {
 		t.Fatalf("CRIU did not use the cache:\n%s\n%s", out, tail(filepath.Join(dir, "check.log")))
 	}
 }
+
+func TestAppendedImage(t *testing.T) {
+	for name, want := range map[string]bool{"pages-1.img": true, "pages-12.img": true, "pagemap-1.img": false, "core-1.img": false, "pages-1.img.tmp": false, "x/pages-1.img": false} {
+		if AppendedImage(name) != want {
+			t.Errorf("%s: want %v", name, want)
+		}
+	}
+}

@@ -2,13 +2,13 @@ package transfer
 
 import (
 	"archive/tar"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -99,53 +99,82 @@ func replace(dir int, name string, want uint32) error {
 }
 
 // receiveEntry makes one entry of the stream as name in dir; for a regular
-// file, it returns its size and "crc32c  size" as the manifest has it.
-// Its owner, mode and times are applyMeta's.
-func receiveEntry(dir int, name string, h *tar.Header, body io.Reader) (int64, string, error) {
+// file, it returns the bytes written and the file's sum, continuing prev
+// for a segment (offsetRecord; seen says prev is the stream's copy so
+// far). Its owner, mode and times are applyMeta's.
+func receiveEntry(dir int, name string, h *tar.Header, body io.Reader, prev sum, seen bool) (int64, sum, error) {
 	switch h.Typeflag {
 	case tar.TypeDir:
 		if err := replace(dir, name, unix.S_IFDIR); err != nil {
-			return 0, "", err
+			return 0, sum{}, err
 		}
 		if err := unix.Mkdirat(dir, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			return 0, "", err
+			return 0, sum{}, err
 		}
-		return 0, "", nil
+		return 0, sum{}, nil
 	case tar.TypeSymlink:
 		if err := unix.Unlinkat(dir, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 			if err := unix.Unlinkat(dir, name, unix.AT_REMOVEDIR); err != nil {
-				return 0, "", err
+				return 0, sum{}, err
 			}
 		}
-		return 0, "", unix.Symlinkat(h.Linkname, dir, name)
+		return 0, sum{}, unix.Symlinkat(h.Linkname, dir, name)
 	case tar.TypeChar:
 		if h.Devmajor != 0 || h.Devminor != 0 {
-			return 0, "", fmt.Errorf("%w: device %q %d:%d (only overlay whiteouts are carried)", ErrCorrupt, h.Name, h.Devmajor, h.Devminor)
+			return 0, sum{}, fmt.Errorf("%w: device %q %d:%d (only overlay whiteouts are carried)", ErrCorrupt, h.Name, h.Devmajor, h.Devminor)
 		}
 		if err := unix.Unlinkat(dir, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-			return 0, "", err
+			return 0, sum{}, err
 		}
-		return 0, "", unix.Mknodat(dir, name, unix.S_IFCHR, 0)
+		return 0, sum{}, unix.Mknodat(dir, name, unix.S_IFCHR, 0)
 	case tar.TypeReg:
-		if err := replace(dir, name, unix.S_IFREG); err != nil {
-			return 0, "", err
+		off, isSegment := h.PAXRecords[offsetRecord]
+		if !isSegment {
+			return receiveFile(dir, name, h, body, 0, sum{})
 		}
-		fd, err := unix.Openat(dir, name, unix.O_CREAT|unix.O_TRUNC|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err != nil {
-			return 0, "", err
+		at, err := strconv.ParseInt(off, 10, 64)
+		if err != nil || !seen || at != prev.size || at <= 0 {
+			return 0, sum{}, fmt.Errorf("%w: %s: a segment at %q, the file has %d bytes", ErrCorrupt, h.Name, off, prev.size)
 		}
-		f := os.NewFile(uintptr(fd), name)
-		hs := newChecksum()
-		n, err := io.Copy(io.MultiWriter(f, hs), body)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return n, "", fmt.Errorf("%w: %s: %v", ErrCorrupt, h.Name, err)
-		}
-		return n, fmt.Sprintf("%s  %d", hex.EncodeToString(hs.Sum(nil)), n), nil
+		return receiveFile(dir, name, h, body, at, prev)
 	}
-	return 0, "", errUnknownType
+	return 0, sum{}, errUnknownType
+}
+
+// receiveFile writes a regular file's entry: the whole file, or a segment
+// at off of the file the stream made (summed so far as prev).
+func receiveFile(dir int, name string, h *tar.Header, body io.Reader, off int64, prev sum) (int64, sum, error) {
+	flags := unix.O_WRONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	if off == 0 {
+		if err := replace(dir, name, unix.S_IFREG); err != nil {
+			return 0, sum{}, err
+		}
+		flags |= unix.O_CREAT | unix.O_TRUNC
+	}
+	fd, err := unix.Openat(dir, name, flags, 0o600)
+	if err != nil {
+		return 0, sum{}, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	if off > 0 {
+		// The file must still be what the stream made of it (a symlink
+		// or anything else in its place fails O_NOFOLLOW or this).
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() != off {
+			return 0, sum{}, fmt.Errorf("%w: %s: a segment at %d does not continue the file", ErrCorrupt, h.Name, off)
+		}
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			return 0, sum{}, err
+		}
+	}
+	n, err := io.Copy(io.MultiWriter(f, &prev), body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return n, sum{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, h.Name, err)
+	}
+	return n, prev, nil
 }
 
 type dirMeta struct {

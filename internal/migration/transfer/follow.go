@@ -16,23 +16,33 @@ import (
 
 // A Follower sends the files of a flat directory (CRIU's images) while a
 // writer is still filling it: each file as soon as it is closed after
-// writing, so the transfer overlaps the dump instead of following it. A
-// file written again after it was sent is sent again at the end, so the
+// writing, and a file only ever appended to (Tree.Appends) in segments
+// as it grows, so the transfer overlaps the dump instead of following it.
+// A file written again after it was sent is sent again at the end, so the
 // stream always ends with the directory as the writer left it.
 type Follower struct {
-	s     *Sender
-	name  string // top-level name in the stream
-	dir   string
-	fd    int
-	wd    int
-	sent  map[string]bool // base name -> sent and not modified since
-	dirty map[string]bool
-	wake  [2]int // a pipe that interrupts the wait for events
+	s       *Sender
+	name    string // top-level name in the stream
+	dir     string
+	appends func(string) bool
+	fd      int
+	wd      int
+	sent    map[string]bool // base name -> sent and not modified since
+	dirty   map[string]bool
+	grown   map[string]bool  // appended-to files written since last sent
+	off     map[string]int64 // appended-to files: bytes sent
+	wake    [2]int           // a pipe that interrupts the wait for events
 }
 
-// Follow starts watching dir (which must exist). Files already in it are
-// sent by Finish.
-func (s *Sender) Follow(name, dir string) (*Follower, error) {
+// segmentMin is the growth of an appended-to file worth a segment: CRIU
+// writes its pages in chunks of a few MiB (a page pipe's worth), and a
+// segment costs an open and a header.
+const segmentMin = 1 << 20
+
+// Follow starts watching t.Dir (which must exist). Files already in it
+// are sent by Finish.
+func (s *Sender) Follow(t Tree) (*Follower, error) {
+	name, dir := t.Name, t.Dir
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("inotify: %w", err)
@@ -42,7 +52,11 @@ func (s *Sender) Follow(name, dir string) (*Follower, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("watch %s: %w", dir, err)
 	}
-	f := &Follower{s: s, name: name, dir: dir, fd: fd, wd: wd, sent: map[string]bool{}, dirty: map[string]bool{}}
+	f := &Follower{s: s, name: name, dir: dir, appends: t.Appends, fd: fd, wd: wd,
+		sent: map[string]bool{}, dirty: map[string]bool{}, grown: map[string]bool{}, off: map[string]int64{}}
+	if f.appends == nil {
+		f.appends = func(string) bool { return false }
+	}
 	if err := unix.Pipe2(f.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -65,6 +79,11 @@ func (f *Follower) Run() error {
 		}
 		for _, b := range ready {
 			if err := f.send(b); err != nil {
+				return err
+			}
+		}
+		for b := range f.grown {
+			if err := f.sendGrowth(b); err != nil {
 				return err
 			}
 		}
@@ -95,7 +114,8 @@ func (f *Follower) Finish() error {
 	}
 	var todo []string
 	for _, e := range ents {
-		if e.Type().IsRegular() && (!f.sent[e.Name()] || f.dirty[e.Name()]) {
+		// An appended-to file is sent again from where it was left.
+		if e.Type().IsRegular() && (!f.sent[e.Name()] || f.dirty[e.Name()] || f.appends(e.Name())) {
 			todo = append(todo, e.Name())
 		}
 	}
@@ -114,17 +134,42 @@ func (f *Follower) close() {
 	unix.Close(f.wake[1])
 }
 
+// send sends a file completed: whole, or what an appended-to one has
+// not sent yet.
 func (f *Follower) send(base string) error {
-	if err := f.s.file(path.Join(f.name, base), filepath.Join(f.dir, base)); err != nil {
+	var err error
+	if f.appends(base) {
+		f.off[base], err = f.s.segment(path.Join(f.name, base), filepath.Join(f.dir, base), f.off[base])
+	} else {
+		err = f.s.file(path.Join(f.name, base), filepath.Join(f.dir, base))
+	}
+	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			delete(f.sent, base) // renamed or removed meanwhile
+			delete(f.off, base)
+			delete(f.grown, base)
 			return nil
 		}
 		return err
 	}
 	f.sent[base] = true
 	delete(f.dirty, base)
+	delete(f.grown, base)
 	return nil
+}
+
+// sendGrowth sends what an appended-to file still being written has
+// gained, once that is worth a segment.
+func (f *Follower) sendGrowth(base string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(f.dir, base), &st); err != nil {
+		delete(f.grown, base) // gone: Finish sees what is there
+		return nil
+	}
+	if st.Size-f.off[base] < segmentMin && st.Size >= f.off[base] {
+		return nil
+	}
+	return f.send(base)
 }
 
 // drainEvents reads every queued event and returns the files completed
@@ -163,6 +208,8 @@ func (f *Follower) drainEvents() ([]string, error) {
 					seen[base] = true
 					ready = append(ready, base)
 				}
+			case ev.Mask&unix.IN_MODIFY != 0 && f.appends(base):
+				f.grown[base] = true
 			case ev.Mask&(unix.IN_MODIFY|unix.IN_CREATE) != 0:
 				if f.sent[base] {
 					f.dirty[base] = true
@@ -219,7 +266,7 @@ func StartStream(trees []Tree, follow Tree, compress string, wrap func(io.Writer
 		w = enc
 	}
 	s := NewSender(w)
-	fol, err := s.Follow(follow.Name, follow.Dir)
+	fol, err := s.Follow(follow)
 	if err != nil {
 		return nil, err
 	}

@@ -194,7 +194,7 @@ func realStream(t testing.TB) []byte {
 	}
 	_ = unix.Setxattr(filepath.Join(src, "rw/tmp/state.db"), "user.app", []byte("v"), 0)
 	var buf bytes.Buffer
-	if _, err := Send([]Tree{{"images", filepath.Join(src, "img")}, {"rw", filepath.Join(src, "rw")}}, &buf); err != nil {
+	if _, err := Send([]Tree{{Name: "images", Dir: filepath.Join(src, "img")}, {Name: "rw", Dir: filepath.Join(src, "rw")}}, &buf); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()

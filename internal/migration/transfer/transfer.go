@@ -3,16 +3,15 @@ package transfer
 import (
 	"archive/tar"
 	"bufio"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -37,7 +36,26 @@ const manifestName = "MANIFEST.crc32c"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func newChecksum() hash.Hash32 { return crc32.New(castagnoli) }
+// sum is a file's manifest entry: the CRC-32C of its content and its
+// size. It is a Writer, so that a file sent in segments (offsetRecord)
+// is summed as one.
+type sum struct {
+	crc  uint32
+	size int64
+}
+
+func (s *sum) Write(p []byte) (int, error) {
+	s.crc = crc32.Update(s.crc, castagnoli, p)
+	s.size += int64(len(p))
+	return len(p), nil
+}
+
+func (s sum) String() string { return fmt.Sprintf("%08x  %d", s.crc, s.size) }
+
+// offsetRecord, in a regular file's PAX header, makes the entry a segment
+// appended to what the stream already sent of that file, at this offset:
+// a file still being written (CRIU's pages) is sent as it grows.
+const offsetRecord = "CFLOW.offset"
 
 // ErrCorrupt means a received stream failed verification.
 var ErrCorrupt = errors.New("checkpoint images corrupted or incomplete")
@@ -46,6 +64,10 @@ var ErrCorrupt = errors.New("checkpoint images corrupted or incomplete")
 type Tree struct {
 	Name string // top-level name in the stream
 	Dir  string // local directory
+	// Appends, for a tree Follow sends while it is written, says which
+	// files are only ever appended to (CRIU's pages): those are sent as
+	// they grow, not once closed.
+	Appends func(base string) bool
 }
 
 // Sender writes one checkpoint stream. Files can be sent while other
@@ -53,14 +75,14 @@ type Tree struct {
 // twice is unpacked twice and the manifest names its last version.
 type Sender struct {
 	tw       *tar.Writer
-	manifest map[string]string // name -> "crc32c  size"
+	manifest map[string]sum
 	order    []string
 	total    int64
 }
 
 // NewSender starts a stream on w.
 func NewSender(w io.Writer) *Sender {
-	return &Sender{tw: tar.NewWriter(w), manifest: map[string]string{}}
+	return &Sender{tw: tar.NewWriter(w), manifest: map[string]sum{}}
 }
 
 // Send writes the trees and the manifest; it returns the bytes of file
@@ -199,36 +221,57 @@ func xattrs(p string) (map[string]string, error) {
 
 // file sends one regular file as it is now.
 func (s *Sender) file(name, p string) error {
+	_, err := s.segment(name, p, 0)
+	return err
+}
+
+// segment sends regular file p from offset off to its current end (a
+// whole file for 0, or when off is not where the stream's copy of it
+// ends: it was replaced meanwhile) and returns the size sent up to.
+func (s *Sender) segment(name, p string, off int64) (int64, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return 0, err
+	}
+	prev, ok := s.manifest[name]
+	if !ok || prev.size != off || fi.Size() < off {
+		off, prev = 0, sum{}
+	}
+	if off > 0 && fi.Size() == off {
+		return off, nil // nothing new
 	}
 	h, err := header(p, fi, "")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	h.Name = name
-	if err := s.tw.WriteHeader(h); err != nil {
-		return err
+	// Exactly the size seen now: what a writer adds meanwhile goes in
+	// the next segment, or again whole (Follow).
+	h.Size = fi.Size() - off
+	if off > 0 {
+		if h.PAXRecords == nil {
+			h.PAXRecords = map[string]string{}
+		}
+		h.PAXRecords[offsetRecord] = strconv.FormatInt(off, 10)
 	}
-	hs := newChecksum()
-	// Exactly the size announced: a file that grows meanwhile is sent
-	// again by Follow.
-	n, err := io.CopyN(s.tw, io.TeeReader(f, hs), fi.Size())
+	if err := s.tw.WriteHeader(h); err != nil {
+		return 0, err
+	}
+	n, err := io.CopyN(s.tw, io.TeeReader(io.NewSectionReader(f, off, h.Size), &prev), h.Size)
 	if err != nil {
-		return fmt.Errorf("send %s: %w", name, err)
+		return 0, fmt.Errorf("send %s: %w", name, err)
 	}
 	s.total += n
-	if _, ok := s.manifest[name]; !ok {
+	if !ok {
 		s.order = append(s.order, name)
 	}
-	s.manifest[name] = fmt.Sprintf("%s  %d", hex.EncodeToString(hs.Sum(nil)), n)
-	return nil
+	s.manifest[name] = prev
+	return prev.size, nil
 }
 
 // Close writes the manifest and ends the stream; it returns the bytes of
@@ -260,7 +303,7 @@ func (s *Sender) Close() (int64, error) {
 // entry itself is never followed (an entry of another type replaces it).
 func Receive(r io.Reader, dests map[string]string) (int64, error) {
 	tr := tar.NewReader(bufio.NewReaderSize(r, 1<<20))
-	got := map[string]string{}
+	got := map[string]sum{}
 	roots := map[string]*root{}
 	defer func() {
 		for _, rt := range roots {
@@ -317,7 +360,8 @@ func Receive(r io.Reader, dests map[string]string) (int64, error) {
 			return total, fmt.Errorf("%s: %w", h.Name, err)
 		}
 		name := path.Base(rest)
-		n, sum, err := receiveEntry(dir, name, h, tr)
+		prev, seen := got[clean]
+		n, fsum, err := receiveEntry(dir, name, h, tr, prev, seen)
 		if err == nil && h.Typeflag != tar.TypeDir {
 			err = applyMeta(dir, name, h)
 		}
@@ -332,7 +376,7 @@ func Receive(r io.Reader, dests map[string]string) (int64, error) {
 		}
 		if h.Typeflag == tar.TypeReg {
 			total += n
-			got[clean] = sum
+			got[clean] = fsum
 		}
 		if h.Typeflag == tar.TypeDir {
 			dirs = append(dirs, dirMeta{rt, rest, h}) // owner, mode and times once its content is in
@@ -358,7 +402,7 @@ func Receive(r io.Reader, dests map[string]string) (int64, error) {
 			return total, bad("manifest line %q", line)
 		}
 		want[f[2]] = true
-		if got[f[2]] != f[0]+"  "+f[1] {
+		if g, ok := got[f[2]]; !ok || g.String() != f[0]+"  "+f[1] {
 			return total, bad("%s: checksum or size mismatch", f[2])
 		}
 	}

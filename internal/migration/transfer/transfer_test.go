@@ -38,7 +38,7 @@ func TestTreesRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	n, err := Send([]Tree{{"images", filepath.Join(src, "img")}, {"rw", filepath.Join(src, "rw")}}, &buf)
+	n, err := Send([]Tree{{Name: "images", Dir: filepath.Join(src, "img")}, {Name: "rw", Dir: filepath.Join(src, "rw")}}, &buf)
 	if err != nil || n != int64(len("pagescorehello42")) {
 		t.Fatalf("send: %d %v", n, err)
 	}
@@ -97,7 +97,7 @@ func TestFollowSendsFilesAsTheyAreWritten(t *testing.T) {
 		got <- err
 	}()
 	s := NewSender(pw)
-	f, err := s.Follow("images", src)
+	f, err := s.Follow(Tree{Name: "images", Dir: src})
 	if err != nil {
 		t.Fatal(err)
 	}
