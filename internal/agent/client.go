@@ -19,6 +19,7 @@ import (
 	"github.com/containerflow/containerflow/internal/nsrun"
 	"github.com/containerflow/containerflow/internal/runtime"
 	"github.com/containerflow/containerflow/internal/tclass"
+	"github.com/containerflow/containerflow/internal/tlsbatch"
 )
 
 // Client talks to an agent. Base URLs are http://HOST:PORT or
@@ -56,16 +57,34 @@ func NewClient(base string, o ClientOptions) *Client {
 		return &Client{base: "http://agent", token: o.Token, hc: &http.Client{Transport: tr}}
 	}
 	d.Control = tclass.Control(o.DSCP)
+	dial := d.DialContext
 	if o.Netns != "" {
-		tr.DialContext = func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+		dial = func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 			err = nsrun.Do(o.Netns, func() error {
 				c, err = d.DialContext(ctx, network, addr)
 				return err
 			})
 			return c, err
 		}
-	} else if d.Control != nil {
-		tr.DialContext = d.DialContext
+	}
+	tr.DialContext = dial
+	// The image stream is most of what crosses: 64 KiB writes (net/http's
+	// default is 4 KiB), and over TLS their records leave in one send
+	// (tlsbatch).
+	tr.WriteBufferSize = 64 << 10
+	if o.TLS != nil {
+		tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			raw, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			cfg := o.TLS
+			if cfg.ServerName == "" {
+				cfg = cfg.Clone()
+				cfg.ServerName, _, _ = net.SplitHostPort(addr)
+			}
+			return tlsbatch.Client(ctx, raw, cfg)
+		}
 	}
 	return &Client{base: url, token: o.Token, hc: &http.Client{Transport: tr}}
 }
