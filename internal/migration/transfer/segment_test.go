@@ -19,20 +19,7 @@ import (
 // sent again from its start.
 func TestFollowSendsAppendedFilesAsTheyGrow(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
-	pr, pw := io.Pipe()
-	got := make(chan error, 1)
-	go func() {
-		_, err := Receive(pr, map[string]string{"images": dst})
-		pr.CloseWithError(err)
-		got <- err
-	}()
-	s := NewSender(pw)
-	f, err := s.Follow(Tree{Name: "images", Dir: src, Appends: func(b string) bool { return strings.HasPrefix(b, "pages-") }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- f.Run() }()
+	fr := startFollow(t, Tree{Name: "images", Dir: src, Appends: func(b string) bool { return strings.HasPrefix(b, "pages-") }}, dst)
 
 	chunk := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, 3<<20/2) }
 	pages, err := os.OpenFile(filepath.Join(src, "pages-1.img"), os.O_CREATE|os.O_WRONLY, 0o600)
@@ -67,20 +54,7 @@ func TestFollowSendsAppendedFilesAsTheyGrow(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = append(want, "tail"...)
-	f.Stop()
-	if err := <-ran; err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Finish(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	if err := <-got; err != nil {
-		t.Fatal(err)
-	}
+	fr.finish(t)
 	for name, w := range map[string][]byte{"pages-1.img": want, "pages-2.img": []byte("short")} {
 		b, err := os.ReadFile(filepath.Join(dst, name))
 		if err != nil || !bytes.Equal(b, w) {

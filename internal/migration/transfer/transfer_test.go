@@ -89,20 +89,7 @@ func flip(b []byte, i int) []byte {
 // left them, and the manifest checks the last version of each.
 func TestFollowSendsFilesAsTheyAreWritten(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
-	pr, pw := io.Pipe()
-	got := make(chan error, 1)
-	go func() {
-		_, err := Receive(pr, map[string]string{"images": dst})
-		pr.CloseWithError(err)
-		got <- err
-	}()
-	s := NewSender(pw)
-	f, err := s.Follow(Tree{Name: "images", Dir: src})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- f.Run() }()
+	fr := startFollow(t, Tree{Name: "images", Dir: src}, dst)
 	write := func(name, content string) {
 		if err := os.WriteFile(filepath.Join(src, name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
@@ -116,29 +103,61 @@ func TestFollowSendsFilesAsTheyAreWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer open.Close()
 	if _, err := open.WriteString("inventory"); err != nil { // never closed before Finish
 		t.Fatal(err)
 	}
-	f.Stop()
-	if err := <-ran; err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Finish(); err != nil {
-		t.Fatal(err)
-	}
-	open.Close()
-	if _, err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	if err := <-got; err != nil {
-		t.Fatal(err)
-	}
+	fr.finish(t)
 	for name, want := range map[string]string{"core-1.img": "core v2, longer", "inventory.img": "inventory", "pages-1.img": strings.Repeat("p", 1<<20)} {
 		b, err := os.ReadFile(filepath.Join(dst, name))
 		if err != nil || string(b) != want {
 			t.Errorf("%s: got %d bytes (%v), want %d", name, len(b), err, len(want))
 		}
+	}
+}
+
+// followRun is a Follower sending tree into a Receive into dst.
+type followRun struct {
+	s        *Sender
+	f        *Follower
+	pw       *io.PipeWriter
+	ran, got chan error
+}
+
+func startFollow(t *testing.T, tree Tree, dst string) *followRun {
+	t.Helper()
+	pr, pw := io.Pipe()
+	fr := &followRun{s: NewSender(pw), pw: pw, ran: make(chan error, 1), got: make(chan error, 1)}
+	go func() {
+		_, err := Receive(pr, map[string]string{tree.Name: dst})
+		pr.CloseWithError(err)
+		fr.got <- err
+	}()
+	var err error
+	if fr.f, err = fr.s.Follow(tree); err != nil {
+		t.Fatal(err)
+	}
+	go func() { fr.ran <- fr.f.Run() }()
+	return fr
+}
+
+// finish says the writer is done, sends the rest and the manifest, and
+// waits for the receiver to have verified it all.
+func (fr *followRun) finish(t *testing.T) {
+	t.Helper()
+	fr.f.Stop()
+	if err := <-fr.ran; err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.f.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fr.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fr.pw.Close()
+	if err := <-fr.got; err != nil {
+		t.Fatal(err)
 	}
 }
 
