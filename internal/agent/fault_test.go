@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerflow/containerflow/internal/cnet"
+	"github.com/containerflow/containerflow/internal/criu"
 	"github.com/containerflow/containerflow/internal/migration"
 	"github.com/containerflow/containerflow/internal/testbed"
 	"github.com/containerflow/containerflow/internal/testprog"
@@ -385,19 +385,30 @@ func TestKilledRestoreLeavesNoMountDir(t *testing.T) {
 	} {
 		marker := c.marker
 		t.Run(c.name, func(t *testing.T) {
-			before, _ := filepath.Glob("/tmp/.criu.mntns.*")
+			// Other packages' tests restore in parallel and make their
+			// own directories there: only the killed CRIU's count, and
+			// the kernel says which those are.
+			watch, err := criu.WatchYards(0)
+			if err != nil {
+				t.Skipf("cannot tell which CRIU made which directory: %v", err)
+			}
+			defer watch.Close()
 			e, lc := faultEnv(t)
 			stop := make(chan struct{})
 			killed := killCRIUAtLine("-hostB/in-py-", marker, stop)
 			res, err := migrateAB(e)
 			close(stop)
-			if _, ok := <-killed; !ok || err == nil {
+			pid, ok := <-killed
+			if !ok || err == nil {
 				t.Skipf("CRIU was not killed at %q (migration error: %v): nothing was tested", marker, err)
 			}
 			expectRolledBack(t, e, lc, res, err)
-			after, _ := filepath.Glob("/tmp/.criu.mntns.*")
-			for _, d := range after {
-				if !slices.Contains(before, d) {
+			made := watch.MadeBy(pid)
+			if len(made) == 0 {
+				t.Skipf("CRIU was killed at %q before it made its mount directory: nothing was tested", marker)
+			}
+			for _, d := range made {
+				if _, err := os.Lstat(d); err == nil {
 					t.Errorf("the killed CRIU's %s is still there", d)
 				}
 			}

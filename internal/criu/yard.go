@@ -86,7 +86,12 @@ func removeYard(dir string) (string, error) {
 type YardWatch struct {
 	fd   int
 	pid  int
-	dirs []string
+	made []made
+}
+
+type made struct {
+	pid int
+	dir string
 }
 
 // WatchYards starts watching /tmp for directories pid makes. It fails
@@ -108,11 +113,11 @@ func WatchYards(pid int) (*YardWatch, error) {
 // made and left (see RemoveMountYard), and stops watching. It returns
 // what it removed.
 func (y *YardWatch) Remove() ([]string, error) {
-	y.drain()
+	dirs := y.MadeBy(y.pid)
 	unix.Close(y.fd)
 	var removed []string
 	var errs []error
-	for _, d := range y.dirs {
+	for _, d := range dirs {
 		r, err := removeYard(d)
 		if err != nil {
 			errs = append(errs, err)
@@ -121,6 +126,20 @@ func (y *YardWatch) Remove() ([]string, error) {
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// MadeBy returns the mount directories pid has made since the watch
+// began: the watch hears every process's, so that one started before a
+// process exists can still name what it made.
+func (y *YardWatch) MadeBy(pid int) []string {
+	y.drain()
+	var dirs []string
+	for _, m := range y.made {
+		if m.pid == pid {
+			dirs = append(dirs, m.dir)
+		}
+	}
+	return dirs
 }
 
 // Close stops watching.
@@ -141,10 +160,8 @@ func (y *YardWatch) drain() {
 			if m.Event_len < metaSize || int(m.Event_len) > len(b) || uint32(m.Metadata_len) > m.Event_len {
 				break
 			}
-			if int(m.Pid) == y.pid {
-				if name := eventName(b[m.Metadata_len:m.Event_len]); strings.HasPrefix(name, ".criu.mntns.") {
-					y.dirs = append(y.dirs, "/tmp/"+name)
-				}
+			if name := eventName(b[m.Metadata_len:m.Event_len]); strings.HasPrefix(name, ".criu.mntns.") {
+				y.made = append(y.made, made{int(m.Pid), "/tmp/" + name})
 			}
 			b = b[m.Event_len:]
 		}
