@@ -303,6 +303,9 @@ func (a *Agent) adopt() {
 		var spec ContainerSpec
 		b, err := os.ReadFile(a.specPath(c.Name))
 		if err != nil || json.Unmarshal(b, &spec) != nil {
+			if rec, ok := a.loadIncoming(c.Name); ok {
+				a.adoptIncoming(c, rec)
+			}
 			continue
 		}
 		a.containers[c.Name] = &entry{info: ContainerInfo{ContainerSpec: spec, Host: a.cfg.Name, State: StateRunning, Pid: c.Pid, Netns: a.netns(c.Name)}}
@@ -312,6 +315,10 @@ func (a *Agent) adopt() {
 func (a *Agent) removeStale(cs []runtime.Container) {
 	for _, c := range cs {
 		if _, ok := a.containers[c.Name]; !ok {
+			// Locked first, as Remove does: a copy of a migration that
+			// ended elsewhere must not close its clients' connections,
+			// which live on in the other copy.
+			_ = cnet.Lock(a.netns(c.Name))
 			_ = a.rt.Delete(context.Background(), c.Name)
 		}
 	}
@@ -426,6 +433,7 @@ func (a *Agent) release(name string) {
 	delete(a.containers, name)
 	a.mu.Unlock()
 	_ = os.Remove(a.specPath(name))
+	_ = os.Remove(a.incomingPath(name))
 }
 
 func (a *Agent) createNetns(s ContainerSpec) error {

@@ -31,6 +31,10 @@ type remoteDest struct {
 	f     *faults
 	st    *transfer.Stream // the last image stream opened
 	wait  time.Duration    // for the outcome of a stream whose answer was lost
+	// wentLive says the destination took the address (it asked this
+	// source for the handoff): from then on only its answer may end the
+	// migration, however long its agent takes to come back.
+	wentLive func() bool
 	// prepErr is the destination's answer to the prepare, when it
 	// refused: a refusal for capacity is told apart from other failures.
 	prepErr error
@@ -89,11 +93,24 @@ func (d *remoteDest) Open(ctx context.Context, images string) (migration.Transfe
 // had come. Otherwise, or without an answer, err stands; without an
 // answer the switch is pointed back, which costs nothing if it never
 // moved.
+//
+// A destination that does not answer at all (its agent died with the
+// request) is asked again: its next run adopts a copy it had restored
+// and answers for it (incoming_record.go). Rolling back meanwhile would
+// put the clients back on a copy behind the one they talked to. It is
+// asked for UnreachableWait — an agent's restart — or, once it took the
+// address, for as long as its restore may last.
 func (d *remoteDest) askOutcome(ctx context.Context, err error, rep *migration.DestReport) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.wait)
 	defer cancel()
+	start := time.Now()
 	var o Outcome
-	if qerr := d.c.do(ctx, "GET", "/v1/migrations/"+d.name+"/outcome", nil, &o); qerr != nil {
+	qerr := retryUnreachable(ctx, func() error {
+		return d.c.do(ctx, "GET", "/v1/migrations/"+d.name+"/outcome", nil, &o)
+	}, func() bool {
+		return time.Since(start) < UnreachableWait || (d.wentLive != nil && d.wentLive())
+	})
+	if qerr != nil {
 		rep.Switched = true
 		return fmt.Errorf("%w (and no outcome from the destination: %v)", err, qerr)
 	}
@@ -132,8 +149,36 @@ func (d *remoteDest) Commit(ctx context.Context) error {
 	return d.c.do(ctx, "POST", "/v1/migrations/"+d.name+"/commit", nil, nil)
 }
 
+// Abort discards the destination's copy. An unreachable destination is
+// asked until ctx ends: a copy its restarted agent adopted would
+// otherwise run on beside the source's.
 func (d *remoteDest) Abort(ctx context.Context) error {
-	return d.c.do(ctx, "POST", "/v1/migrations/"+d.name+"/abort", nil, nil)
+	return retryUnreachable(ctx, func() error {
+		return d.c.do(ctx, "POST", "/v1/migrations/"+d.name+"/abort", nil, nil)
+	}, func() bool { return true })
+}
+
+// UnreachableWait is how long a source asks again a destination that does
+// not answer how its restore ended, unless it took the address.
+const UnreachableWait = 5 * time.Second
+
+// retryUnreachable calls call until the agent answers (an answer, or an
+// error of its own), ctx ends or more says to stop.
+func retryUnreachable(ctx context.Context, call func() error, more func() bool) error {
+	pause := 50 * time.Millisecond
+	for {
+		err := call()
+		var apiErr *APIError
+		if err == nil || errors.As(err, &apiErr) || ctx.Err() != nil || !more() {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Second)
+	}
 }
 
 var errCut = errors.New("stream cut (fault injection)")
@@ -243,6 +288,9 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceH
 	}
 	a.inheritLogs(s, req.From, plain) // logs.go: the history comes while this one waits
 	a.log.Info("incoming container staged", "name", s.Name, "from", req.From, "engine", in.engine)
+	if err := a.saveIncoming(e); err != nil {
+		return fail(fmt.Errorf("record incoming %s: %w", s.Name, err))
+	}
 	time.AfterFunc(StagedTimeout, func() {
 		if a.staleIncoming(s.Name, req.From) == in {
 			a.log.Warn("incoming migration expired: its images never came", "name", s.Name, "from", req.From, "after", StagedTimeout)
@@ -546,7 +594,11 @@ func (a *Agent) commitIncoming(ctx context.Context, name string) error {
 	}
 	a.noticeExit(name)
 	a.logsCommitted(name) // logs.go
-	return a.saveSpec(spec)
+	if err := a.saveSpec(spec); err != nil {
+		return err
+	}
+	_ = os.Remove(a.incomingPath(name))
+	return nil
 }
 
 func (a *Agent) abortIncoming(ctx context.Context, name string) error {

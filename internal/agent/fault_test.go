@@ -556,6 +556,51 @@ func TestRequestEndsAfterGoLive(t *testing.T) {
 	lc.say("c", "3:c")
 }
 
+// The destination's agent dies after its copy went live, before it
+// answered the image stream: the clients talk to that copy, so the source
+// must not roll back under them, and the agent's next run must not remove
+// it. The source asks again until the restarted agent, which adopted the
+// restored copy, answers; then it commits. (cflow bench soak, finding 14:
+// the source rolled back at once, the restarted agent removed the live
+// copy, and its sockets closed every connection with a FIN.)
+func TestDestinationAgentDiesAfterGoLive(t *testing.T) {
+	e, lc := faultEnv(t)
+	b := e.agents[testbed.HostB]
+	wentLive, proceed := make(chan struct{}), make(chan struct{})
+	b.faults.afterGoLive = func() { close(wentLive); <-proceed }
+	type result struct {
+		res *MigrationResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { res, err := migrateAB(e); done <- result{res, err} }()
+	<-wentLive
+	e.stopAgent(testbed.HostB) // the request ends unanswered; questions are refused
+	close(proceed)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if o, err := b.outcomeOf(ctx, "py"); err != nil || !o.Restored {
+		t.Fatalf("the restore under the dead agent: %+v, %v", o, err)
+	}
+	// The clients moved on with the restored copy while its agent was away.
+	lc.say("b", "2:b")
+	e.startAgent(testbed.HostB)
+	r := <-done
+	if r.err != nil || r.res.Record.Status != migration.StatusSuccess {
+		t.Fatalf("want the migration completed on hostB, got %+v, %v", r.res, r.err)
+	}
+	if on, _ := runningOnOneHost(t, e, "py"); on != testbed.HostB {
+		t.Fatalf("container on %s, want hostB", on)
+	}
+	lc.say("c", "3:c")
+	expectHostEmpty(t, e, testbed.HostA)
+	// Adopted and committed like any other: it can leave again.
+	if _, err := e.clients[testbed.HostB].Migrate(context.Background(), "py", MigrateRequest{To: testbed.HostA}); err != nil {
+		t.Fatalf("migration back: %v", err)
+	}
+	lc.say("d", "4:d")
+}
+
 // The destination's container namespace removed (by someone else) while
 // the migration is staged: the restore must not count as done — the copy
 // would be locked in a namespace nobody can name — so the source keeps

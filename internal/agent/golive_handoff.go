@@ -56,6 +56,7 @@ func (a *Agent) serveHandoff(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("%w: no migration of %s from %s", ErrConflict, name, a.cfg.Name))
 		return
 	}
+	src.asked.Store(true)
 	rel, err := src.handoffNow()
 	if err != nil {
 		writeErr(w, err)

@@ -130,6 +130,9 @@ func (a *Agent) takeAddress(ctx context.Context, e *entry, holdTCP bool) error {
 	a.mu.Lock()
 	in.switched, in.switchTook = true, time.Since(start)
 	a.mu.Unlock()
+	if err := a.saveIncoming(e); err != nil {
+		a.log.Warn("went live unrecorded: a restart of this agent now would remove the copy", "name", spec.Name, "err", err)
+	}
 	a.log.Info("took the address inside the restore", "name", spec.Name, "ip", spec.IP, "steer", in.switchTook)
 	open := cnet.Unlock
 	if holdTCP {

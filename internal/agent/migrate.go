@@ -213,7 +213,7 @@ func (a *Agent) Migrate(ctx context.Context, name string, req MigrateRequest) (*
 			Nice: src.nice(), PageServerPort: src.port, Compress: req.Compress}, f: &a.faults,
 		// The destination's restore ends within its CRIU timeout once the
 		// request is gone (the same setting on every host).
-		wait: a.cfg.CRIUTimeout + 15*time.Second}
+		wait: a.cfg.CRIUTimeout + 15*time.Second, wentLive: src.asked.Load}
 	plan := migration.Plan{
 		Container: name, From: a.cfg.Name, To: req.To, Engine: req.Engine, Mode: mode, ImagesDir: filepath.Join(dir, "images"),
 		Source: src, Dest: dst,

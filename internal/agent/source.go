@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,7 @@ type localSource struct {
 	hmu      sync.Mutex // catch and released: the destination may ask for the handoff (handoffNow)
 	catch    *handoff.Catcher
 	released handoff.Released  // what the handoff sent, for the record
+	asked    atomic.Bool       // the destination asked for the handoff: it took the address
 	dumper   *runtime.Dumper   // direct engine: CRIU started, waiting for the freeze
 	port     int               // post-copy: the page server's port
 	pageTLS  *pki.Files        // post-copy: the page server speaks TLS (as the stream does)

@@ -415,6 +415,13 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 			}
 		case "post-resume":
 			resumed = true
+			if root > 0 {
+				// Before the namespace opens (PostResume): an agent that
+				// dies from here on leaves a container its next run adopts,
+				// not debris it removes under the clients (docs/soak.md,
+				// finding 14). Restore writes it again once CRIU is done.
+				_ = r.recordInit(s.Name, root)
+			}
 			if rs.PostResume != nil {
 				rs.PostResume()
 			}
@@ -448,12 +455,8 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 		return res, criu.Failed("restore "+s.Name, err, filepath.Join(rs.o.WorkDir, "restore.log"))
 	}
 	res.Pid = pid
-	_, start, err := procStat(pid)
-	if err != nil {
-		return res, fmt.Errorf("restore %s: restored init %d: %w", s.Name, pid, err)
-	}
-	if err := writeJSON(filepath.Join(r.BundleDir(s.Name), directStateName), directState{Pid: pid, StartTime: start, Created: time.Now().UTC()}); err != nil {
-		return res, err
+	if err := r.recordInit(s.Name, pid); err != nil {
+		return res, fmt.Errorf("restore %s: %w", s.Name, err)
 	}
 	r.adoptLogs(s.Name, rs.logs)
 	rs.logs = nil
@@ -466,6 +469,16 @@ func (rs *Restorer) Restore(ctx context.Context, preResume func() error) (res Re
 		return res, &PreResumeError{Err: hookErr}
 	}
 	return res, nil
+}
+
+// recordInit makes a restored container this runtime's (List, State,
+// Delete know it by its init).
+func (r *Runtime) recordInit(name string, pid int) error {
+	_, start, err := procStat(pid)
+	if err != nil {
+		return fmt.Errorf("restored init %d: %w", pid, err)
+	}
+	return writeJSON(filepath.Join(r.BundleDir(name), directStateName), directState{Pid: pid, StartTime: start, Created: time.Now().UTC()})
 }
 
 // dropYards stops watching for CRIU's mount directory and, with remove
