@@ -103,12 +103,9 @@ func (d *remoteDest) Open(ctx context.Context, images string) (migration.Transfe
 func (d *remoteDest) askOutcome(ctx context.Context, err error, rep *migration.DestReport) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.wait)
 	defer cancel()
-	start := time.Now()
 	var o Outcome
-	qerr := retryUnreachable(ctx, func() error {
+	qerr := d.retryUnreachable(ctx, func() error {
 		return d.c.do(ctx, "GET", "/v1/migrations/"+d.name+"/outcome", nil, &o)
-	}, func() bool {
-		return time.Since(start) < UnreachableWait || (d.wentLive != nil && d.wentLive())
 	})
 	if qerr != nil {
 		rep.Switched = true
@@ -149,27 +146,33 @@ func (d *remoteDest) Commit(ctx context.Context) error {
 	return d.c.do(ctx, "POST", "/v1/migrations/"+d.name+"/commit", nil, nil)
 }
 
-// Abort discards the destination's copy. An unreachable destination is
-// asked until ctx ends: a copy its restarted agent adopted would
-// otherwise run on beside the source's.
+// Abort discards the destination's copy. Once images were sent, an
+// unreachable destination is asked again as for the outcome: a copy its
+// restarted agent adopted would otherwise run on beside the source's.
+// (Before that nothing of it runs; a staging left there expires.)
 func (d *remoteDest) Abort(ctx context.Context) error {
-	return retryUnreachable(ctx, func() error {
-		return d.c.do(ctx, "POST", "/v1/migrations/"+d.name+"/abort", nil, nil)
-	}, func() bool { return true })
+	abort := func() error { return d.c.do(ctx, "POST", "/v1/migrations/"+d.name+"/abort", nil, nil) }
+	if d.st == nil {
+		return abort()
+	}
+	return d.retryUnreachable(ctx, abort)
 }
 
 // UnreachableWait is how long a source asks again a destination that does
-// not answer how its restore ended, unless it took the address.
+// not answer, unless it took the address.
 const UnreachableWait = 5 * time.Second
 
 // retryUnreachable calls call until the agent answers (an answer, or an
-// error of its own), ctx ends or more says to stop.
-func retryUnreachable(ctx context.Context, call func() error, more func() bool) error {
+// error of its own), ctx ends, or UnreachableWait passed and the
+// destination never took the address.
+func (d *remoteDest) retryUnreachable(ctx context.Context, call func() error) error {
+	start := time.Now()
 	pause := 50 * time.Millisecond
 	for {
 		err := call()
 		var apiErr *APIError
-		if err == nil || errors.As(err, &apiErr) || ctx.Err() != nil || !more() {
+		if err == nil || errors.As(err, &apiErr) || ctx.Err() != nil ||
+			(time.Since(start) >= UnreachableWait && (d.wentLive == nil || !d.wentLive())) {
 			return err
 		}
 		select {
@@ -286,11 +289,11 @@ func (a *Agent) prepareIncoming(ctx context.Context, req PrepareRequest, sourceH
 			return fail(err)
 		}
 	}
-	a.inheritLogs(s, req.From, plain) // logs.go: the history comes while this one waits
-	a.log.Info("incoming container staged", "name", s.Name, "from", req.From, "engine", in.engine)
 	if err := a.saveIncoming(e); err != nil {
 		return fail(fmt.Errorf("record incoming %s: %w", s.Name, err))
 	}
+	a.inheritLogs(s, req.From, plain) // logs.go: the history comes while this one waits
+	a.log.Info("incoming container staged", "name", s.Name, "from", req.From, "engine", in.engine)
 	time.AfterFunc(StagedTimeout, func() {
 		if a.staleIncoming(s.Name, req.From) == in {
 			a.log.Warn("incoming migration expired: its images never came", "name", s.Name, "from", req.From, "after", StagedTimeout)

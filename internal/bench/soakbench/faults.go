@@ -23,8 +23,8 @@ import (
 const (
 	FaultCRIUKillDump    = "criu-kill-dump"    // SIGKILL the source's `criu swrk`
 	FaultCRIUKillRestore = "criu-kill-restore" // SIGKILL the destination's `criu swrk`
-	FaultAgentKillSource = "agent-kill-source" // SIGKILL the source agent, restarted after
-	FaultAgentKillDest   = "agent-kill-dest"   // SIGKILL the destination agent, restarted after
+	FaultAgentKillSource = "agent-kill-source" // SIGKILL the source agent, restarted 100 ms later
+	FaultAgentKillDest   = "agent-kill-dest"   // SIGKILL the destination agent, restarted 100 ms later
 	FaultControllerKill  = "controller-kill"   // SIGKILL the switch controller, restarted after
 	FaultImageCorrupt    = "image-corrupt"     // overwrite bytes of an image file being written
 	FaultStreamCut       = "stream-cut"        // ss -K the source's connections to the destination agent
@@ -92,6 +92,10 @@ func draw(rng *rand.Rand, kinds []string) *Fault {
 	return f
 }
 
+// supervisorDelay is how long a killed agent stays down: systemd's
+// default RestartSec.
+const supervisorDelay = 100 * time.Millisecond
+
 // injector applies one fault during one migration and undoes what must
 // be undone (restarts, impairments) afterwards.
 type injector struct {
@@ -154,7 +158,15 @@ func (in *injector) run(ctx context.Context) error {
 			return err
 		}
 		in.fired(fmt.Sprintf("%s agent pid %d", host, pid))
-		in.undo = append(in.undo, func() error { return tb.StartAgent(in.s.o.Binary, host) })
+		// Restarted as its supervisor would (docs/deploy.md's unit:
+		// systemd's Restart=on-failure, RestartSec 100 ms), not once the
+		// migration answered: a source waits for a destination that went
+		// live to come back and say so (agent/incoming_record.go).
+		time.Sleep(supervisorDelay)
+		if err := tb.StartAgent(in.s.o.Binary, host); err != nil {
+			in.undo = append(in.undo, func() error { return tb.StartAgent(in.s.o.Binary, host) })
+			return fmt.Errorf("restart the %s agent: %w", host, err)
+		}
 	case FaultControllerKill:
 		if !wait(ctx, in.delay()) {
 			return nil
