@@ -191,7 +191,9 @@ func TestKernelCache(t *testing.T) {
 	if err := syscall.Statfs("/run", &st); err == nil && st.Type == 0x01021994 {
 		t.Skip("/run is a tmpfs here: CRIU caches by itself")
 	}
-	_ = os.Remove(kdatStamp)
+	real := kdatStamp
+	kdatStamp = filepath.Join(t.TempDir(), "criu.kdat.stamp")
+	defer func() { kdatStamp = real }()
 	if got, err := EnsureKernelCache(ctx, b); err != nil || got != "regenerated" {
 		t.Fatalf("first call: %q %v", got, err)
 	}

@@ -24,10 +24,11 @@ import (
 // private mount namespace whose /run is a tmpfs, copies the file CRIU wrote
 // there to the real /run, and records the boot id and the CRIU build next to
 // it, so a reboot or another CRIU regenerates it, as the tmpfs would have.
-const (
-	kdatFile  = "/run/criu.kdat"
-	kdatStamp = "/run/containerflow/criu.kdat.stamp"
-)
+const kdatFile = "/run/criu.kdat"
+
+// kdatStamp is a variable for the test, whose stamp must be its own:
+// agents in other test packages stamp the real one meanwhile.
+var kdatStamp = "/run/containerflow/criu.kdat.stamp"
 
 // EnsureKernelCache returns what it did ("tmpfs", "fresh", "regenerated").
 func EnsureKernelCache(ctx context.Context, b Binary) (string, error) {
@@ -65,13 +66,23 @@ func EnsureKernelCache(ctx context.Context, b Binary) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(kdatStamp), 0o755); err != nil {
 		return "", err
 	}
-	// Rename within /run so a concurrent CRIU never reads half a file.
-	part := kdatFile + ".cflow"
-	if err := os.WriteFile(part, data, 0o600); err != nil {
+	// Rename within /run so a concurrent CRIU never reads half a file,
+	// from a name of its own: two agents starting together both
+	// regenerate (one renamed the other's file away: a CI failure).
+	part, err := os.CreateTemp(filepath.Dir(kdatFile), "criu.kdat.cflow-")
+	if err != nil {
 		return "", err
 	}
-	if err := os.Rename(part, kdatFile); err != nil {
-		return "", err
+	_, werr := part.Write(data)
+	if cerr := part.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(part.Name(), kdatFile)
+	}
+	if werr != nil {
+		_ = os.Remove(part.Name())
+		return "", werr
 	}
 	// A zero-length criu.kdat.tmp left by an interrupted CRIU blocks CRIU's
 	// own saving forever (it opens it O_EXCL); it has no other use.
