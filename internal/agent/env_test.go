@@ -45,10 +45,12 @@ type env struct {
 type tbSteerer struct {
 	tb     *testbed.Testbed
 	refuse bool
+	slow   time.Duration // a refusal takes this long (a switch timing out)
 }
 
 func (s *tbSteerer) Steer(_ context.Context, ip netip.Addr, mac net.HardwareAddr, host string) error {
 	if s.refuse {
+		time.Sleep(s.slow)
 		return fmt.Errorf("switch refused the update (fault injection)")
 	}
 	return s.tb.Steer(ip, mac, host)

@@ -146,3 +146,50 @@ func TestUDPDatagramsSentDuringTheFreeze(t *testing.T) {
 		})
 	}
 }
+
+// A client sends one line once the container is frozen and its network
+// locked, the switch then takes its time to refuse the go-live (so the
+// client's retransmission timer backs off: 200, 400, 800, 1600 ms), and
+// the migration rolls back: the frame the source caught goes to the
+// resumed source at once, so the answer comes as the rollback ends, not
+// at the client's next retransmission. Without the handoff the answer
+// waits for that timer (logged, not asserted: on a loaded machine the
+// rollback itself may reach it).
+func TestFramesGivenBackAfterRollback(t *testing.T) {
+	for _, handoff := range []bool{true, false} {
+		t.Run(fmt.Sprint("handoff=", handoff), func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			e.runOn(testbed.HostA, ContainerSpec{Name: "py", IP: netip.MustParseAddr("198.18.0.2"), Args: testprog.Args(testprog.Counter)})
+			lc := newLineConn(t, e.dial("198.18.0.2:7000"))
+			lc.say("a", "1:a")
+			sent := make(chan time.Time, 1)
+			e.agents[testbed.HostA].faults.afterFreeze = func() {
+				// After the lock, which the dump puts on at once.
+				time.AfterFunc(50*time.Millisecond, func() {
+					fmt.Fprintf(lc.c, "b\n")
+					sent <- time.Now()
+				})
+			}
+			e.steer.refuse, e.steer.slow = true, time.Second
+			res, err := e.clients[testbed.HostA].Migrate(ctx, "py", MigrateRequest{To: testbed.HostB, NoHandoff: !handoff})
+			e.steer.refuse, e.steer.slow = false, 0
+			if err == nil || res == nil || res.Record.Status != migration.StatusRolledBack {
+				t.Fatalf("want a rollback: %+v %v", res, err)
+			}
+			_ = lc.c.SetDeadline(time.Now().Add(15 * time.Second))
+			got, err := lc.rd.ReadString('\n')
+			answered := time.Now()
+			if err != nil || got != "2:b\n" {
+				t.Fatalf("answer to the line sent during the freeze: %q %v", got, err)
+			}
+			ended := time.Unix(0, res.Record.MigrationEndNs)
+			after := answered.Sub(ended)
+			t.Logf("handoff %v: answered %v after the rollback ended, %v after the line was sent", handoff, after.Round(time.Millisecond), answered.Sub(<-sent).Round(time.Millisecond))
+			if handoff && after > 500*time.Millisecond {
+				t.Errorf("the answer came %v after the rollback: the caught frame was not given back", after)
+			}
+			lc.say("c", "3:c")
+		})
+	}
+}
