@@ -568,6 +568,7 @@ func (a *Agent) Signal(ctx context.Context, name string, sig syscall.Signal) err
 // and a new agent adopts them.
 func (a *Agent) Close() error {
 	a.usage.close()
+	a.rt.Close()
 	return nil
 }
 

@@ -152,7 +152,7 @@ func newTLSEnv(t *testing.T, opts ...func(host string, c *Config)) *env {
 func (e *env) startAgent(h string) {
 	e.t.Helper()
 	if old := e.agents[h]; old != nil {
-		old.Close() // its sampler; what it ran the new one adopts
+		old.Close() // its sampler and its watch on the inits: what it ran the new one adopts
 	}
 	a, err := New(e.configs[h])
 	if err != nil {

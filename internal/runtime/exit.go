@@ -60,12 +60,16 @@ func (r *Runtime) Watch(name string, pid int) {
 		// Under bundleMu: Delete must not remove the bundle between the
 		// check and the write (the record would be left alone in it).
 		r.bundleMu.Lock()
-		if _, err := os.Stat(filepath.Join(r.BundleDir(name), "config.json")); err == nil {
+		closed := r.closed
+		if _, err := os.Stat(filepath.Join(r.BundleDir(name), "config.json")); err == nil && !closed {
 			// Keyed by pid: a late record never describes a newer
 			// container of the same name.
 			_ = writeJSON(filepath.Join(r.BundleDir(name), exitName), st)
 		}
 		r.bundleMu.Unlock()
+		if closed {
+			return
+		}
 		r.mu.Lock()
 		f := r.onExit
 		r.mu.Unlock()
@@ -73,6 +77,17 @@ func (r *Runtime) Watch(name string, pid int) {
 			f(name, st)
 		}
 	}()
+}
+
+// Close stops the runtime acting on the inits it watches: their ends are
+// neither recorded nor reported. The agent that owned it is going away,
+// and whoever runs next adopts the containers and watches them itself
+// (in tests, in the same process: two runtimes on one bundle would race
+// its removal against a late exit record).
+func (r *Runtime) Close() {
+	r.bundleMu.Lock()
+	r.closed = true
+	r.bundleMu.Unlock()
 }
 
 // LastExit returns how the container's init pid ended, if the runtime saw

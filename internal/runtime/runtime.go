@@ -35,6 +35,7 @@ type Runtime struct {
 	// bundleMu orders a bundle's removal against an exit record written
 	// into it (exit.go).
 	bundleMu sync.Mutex
+	closed   bool // under bundleMu: Close was called (exit.go)
 
 	mu     sync.Mutex
 	logs   map[string]*logSink
