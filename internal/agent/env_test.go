@@ -205,6 +205,11 @@ func (e *env) dial(addr string) net.Conn {
 	for {
 		c, err := e.tb.Dial(testbed.Client, "tcp4", addr, time.Second)
 		if err == nil {
+			// Held until the test ends: a connection the test no longer
+			// uses would otherwise be closed by its finalizer at the next
+			// GC, and a server that ends with its client (testprog's
+			// Counter) would exit in the middle of the test's checks.
+			e.t.Cleanup(func() { c.Close() })
 			return c
 		}
 		if time.Now().After(deadline) {
