@@ -162,9 +162,12 @@ func TestNamesAndLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "tmp removed", func() bool { _, err := ag[testbed.HostB].Get(ctx, "tmp"); return err != nil })
-	if _, err := ctl.Name(ctx, "tmp"); !errors.Is(err, controller.ErrNotFound) {
-		t.Fatalf("reservation of a --rm container: %v", err)
-	}
+	// The agent releases the reservation once the container is gone
+	// (removeExited): a moment after Get stops finding it.
+	waitFor(t, "tmp's reservation released", func() bool {
+		_, err := ctl.Name(ctx, "tmp")
+		return errors.Is(err, controller.ErrNotFound)
+	})
 	if _, err := ctl.Address(ctx, tmp.IP); !errors.Is(err, controller.ErrNotFound) {
 		t.Fatalf("switch entry of a --rm container: %v", err)
 	}
